@@ -1,0 +1,1 @@
+"""The `fewshot` command line (installed as the `fewshot_cli` package)."""

@@ -1,0 +1,126 @@
+"""`fewshot train`: meta-train a learner on episodes and write a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from fewshot_cli.common import (
+    DataDir,
+    Dataset,
+    Device,
+    ImageSize,
+    Queries,
+    Seed,
+    Shots,
+    Split,
+    Ways,
+)
+
+TRAIN_SUBSET = {"vinyals": "train", "lake": "background", "random": "train"}
+
+
+def train_command(
+    method: Annotated[
+        str, typer.Option("--method", "-m", help="Learner: protonet, maml, fomaml, anil, ...")
+    ] = "protonet",
+    encoder: Annotated[
+        str, typer.Option("--encoder", "-e", help="Encoder architecture (conv4, resnet12, ...).")
+    ] = "conv4",
+    dataset: Dataset = "omniglot",
+    split: Split = "vinyals",
+    ways: Ways = 60,
+    shots: Shots = 1,
+    queries: Queries = 5,
+    steps: Annotated[int, typer.Option("--steps", help="Training episodes (meta-steps for MAML).")] = 10_000,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
+    lr_step: Annotated[int, typer.Option("--lr-step", help="Halve the learning rate every N steps.")] = 2_000,
+    meta_batch: Annotated[int, typer.Option("--meta-batch", help="Episodes per optimiser step.")] = 1,
+    val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 500,
+    val_episodes: Annotated[int, typer.Option("--val-episodes", help="Validation episodes (5-way).")] = 200,
+    patience: Annotated[
+        int,
+        typer.Option("--patience", help="Stop after N validations without improvement (0: never)."),
+    ] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors).")] = Path(
+        "runs/model.safetensors"
+    ),
+    resume: Annotated[
+        bool, typer.Option("--resume/--restart", help="Resume an interrupted run found at --out.")
+    ] = True,
+    seed: Seed = 0,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+    image_size: ImageSize = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Meta-train a few-shot learner on N-way K-shot episodes and write its best checkpoint."""
+    from fewshot.checkpoints import learner_metadata
+    from fewshot.data.loading import load_dataset
+    from fewshot.data.splits import holdout_classes
+    from fewshot.encoders import ENCODERS
+    from fewshot.errors import DataError
+    from fewshot.learners import LEARNERS
+    from fewshot.training import TrainConfig, train
+
+    LEARNERS.get(method)
+    ENCODERS.get(encoder)
+    if dataset == "omniglot":
+        split = split or "vinyals"
+        train_data = load_dataset(
+            dataset, TRAIN_SUBSET.get(split, "train"), split, data_dir, image_size, seed
+        )
+        if split == "vinyals":
+            val_data = load_dataset(dataset, "val", split, data_dir, image_size, seed)
+        else:
+            train_data, val_data = holdout_classes(train_data, 0.1, seed)
+    else:
+        train_data = load_dataset(dataset, "train", split, data_dir, image_size, seed)
+        try:
+            val_data = load_dataset(dataset, "val", split, data_dir, image_size, seed)
+        except DataError:
+            train_data, val_data = holdout_classes(train_data, 0.1, seed)
+    channels, side = train_data.data.shape[1], train_data.data.shape[-1]
+    enc = ENCODERS.create(encoder, **_encoder_kwargs(encoder, channels, side))
+    learner = LEARNERS.get(method)(enc)
+    config = TrainConfig(
+        ways=ways,
+        shots=shots,
+        queries=queries,
+        steps=steps,
+        lr=lr,
+        lr_step=lr_step,
+        meta_batch=meta_batch,
+        val_episodes=val_episodes,
+        val_every=val_every,
+        patience=patience,
+        seed=seed,
+        device=device,
+        val_ways=min(5, val_data.n_classes),
+    )
+    meta = learner_metadata(method, encoder, learner)
+    result = train(
+        learner,
+        train_data,
+        out,
+        config,
+        val_data=val_data,
+        metadata=meta,
+        resume=resume,
+        progress=progress,
+    )
+    typer.echo(
+        f"best validation accuracy {result.best_val_accuracy:.4f} at step {result.best_step} "
+        f"({result.steps_done} steps, {result.seconds:.0f} s); checkpoint: {result.checkpoint}"
+    )
+
+
+def _encoder_kwargs(encoder: str, channels: int, side: int) -> dict:
+    if encoder in ("conv4", "resnet12"):
+        return {"in_channels": channels, "image_size": side}
+    return {}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)

@@ -1,0 +1,43 @@
+"""fewshot: few-shot and zero-shot learning with one episodic sampler and one encoder interface.
+
+``import fewshot`` is light: heavy modules (torch models, faiss, open_clip) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "EpisodeSampler": "fewshot.sampling",
+    "Episode": "fewshot.sampling",
+    "EpisodeFile": "fewshot.sampling",
+    "Encoder": "fewshot.encoders.base",
+    "create_encoder": "fewshot.encoders",
+    "create_learner": "fewshot.learners",
+    "ProtoNet": "fewshot.learners.protonet",
+    "evaluate": "fewshot.evaluation",
+    "EvalResult": "fewshot.evaluation",
+    "train": "fewshot.training",
+    "TrainConfig": "fewshot.training",
+    "load_learner": "fewshot.checkpoints",
+    "save_checkpoint": "fewshot.checkpoints",
+    "load_omniglot": "fewshot.data.omniglot",
+    "LabeledTensors": "fewshot.data.tensors",
+    "FewshotError": "fewshot.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fewshot' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *_LAZY]

@@ -1,0 +1,121 @@
+"""Checkpoints: weights in safetensors plus JSON metadata; loading never unpickles code.
+
+A checkpoint is one ``.safetensors`` file. Its header metadata holds a JSON document under
+the key ``"fewshot"``: which learner and encoder to rebuild (registry names and constructor
+arguments), the data set, split and image size it was trained on, the validation score and
+the toolkit version. `load_learner` rebuilds the model from the registries and loads the
+weights; a truncated, foreign or tampered file raises `CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fewshot.errors import CheckpointError
+
+FORMAT = "fewshot-checkpoint"
+FORMAT_VERSION = 1
+META_KEY = "fewshot"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> Path:
+    """Write `payload` to `path` so that a crash leaves either the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, metadata: dict[str, Any]) -> Path:
+    """Save ``model.state_dict()`` and `metadata` (JSON-able) atomically as safetensors."""
+    from safetensors.torch import save
+
+    from fewshot import __version__
+
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, "toolkit_version": __version__, **metadata}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    payload = save(tensors, metadata={META_KEY: json.dumps(meta)})
+    return atomic_write_bytes(path, payload)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and metadata of a checkpoint, validated.
+
+    Raises:
+        CheckpointError: the file is missing, not a safetensors file (e.g. a pickle),
+            truncated, or lacks fewshot metadata.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    payload = path.read_bytes()
+    try:
+        tensors = load(payload)
+        header_len = int.from_bytes(payload[:8], "little")
+        header = json.loads(payload[8 : 8 + header_len])
+        meta = json.loads(header.get("__metadata__", {})[META_KEY])
+    except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable fewshot checkpoint (truncated, foreign or tampered): "
+            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a safetensors file but not a fewshot checkpoint")
+    if meta.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {meta.get('version')!r}; "
+            f"this toolkit reads version {FORMAT_VERSION}"
+        )
+    return tensors, meta
+
+
+def load_learner(path: str | os.PathLike[str], device: torch.device | str = "cpu"):
+    """Rebuild the learner saved in a checkpoint. Returns ``(learner, metadata)``."""
+    from fewshot.encoders import ENCODERS
+    from fewshot.learners import LEARNERS
+
+    tensors, meta = read_checkpoint(path)
+    try:
+        encoder = ENCODERS.create(meta["encoder"], **meta.get("encoder_config", {}))
+        learner = LEARNERS.get(meta["learner"])(encoder, **meta.get("learner_config", {}))
+        learner.load_state_dict(tensors, strict=True)
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{path}: its weights do not match the model its metadata describes ({str(err).splitlines()[0]})"
+        ) from err
+    return learner.to(device).eval(), meta
+
+
+def learner_metadata(learner_name: str, encoder_name: str, learner: Any) -> dict[str, Any]:
+    """The metadata that lets `load_learner` rebuild `learner`."""
+    return {
+        "learner": learner_name,
+        "learner_config": learner.config(),
+        "encoder": encoder_name,
+        "encoder_config": learner.encoder.config(),
+    }

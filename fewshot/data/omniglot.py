@@ -1,0 +1,201 @@
+"""Omniglot (Lake et al., 2015): 1,623 handwritten characters x 20 drawers.
+
+Protocols (``split``, ``subset``):
+
+- ``vinyals``: the split of Vinyals et al. (2016) used by Prototypical Networks, read from
+  ``omniglot/splits/vinyals/{train,val,trainval,test}.txt``; every rotation is its own class.
+- ``lake``: train on the 30 background alphabets (``background`` or ``train``), test on the
+  20 evaluation alphabets (``evaluation`` or ``test``); no rotations unless asked.
+- ``random``: the 1,623 characters shuffled with ``seed``; the first 1,200 are ``train``, the
+  other 423 ``test`` (MAML's code), with rotations as extra classes by default.
+
+Images are resized to ``image_size`` (28 by default) with ink = 1 and paper = 0, shaped
+``(n, 1, image_size, image_size)`` float32.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fewshot.data.paths import resolve_data_dir
+from fewshot.data.tensors import LabeledTensors
+from fewshot.errors import DataError
+
+N_BACKGROUND = 964
+N_CHARACTERS = 1623
+ROTATIONS = (0, 90, 180, 270)
+SPLITS = ("vinyals", "lake", "random")
+SUBSETS = {
+    "vinyals": ("train", "val", "trainval", "test"),
+    "lake": ("background", "evaluation", "train", "test"),
+    "random": ("train", "test"),
+}
+
+
+@dataclass(frozen=True)
+class Alphabet:
+    name: str
+    first_id: int  # global character id, 1-based, as in the original zips
+    last_id: int
+    set: str  # "background" or "evaluation"
+
+
+def omniglot_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The folder holding Omniglot inside the data directory."""
+    return resolve_data_dir(data_dir) / "omniglot"
+
+
+def read_alphabets(root: Path) -> list[Alphabet]:
+    path = root / "alphabets.tsv"
+    if not path.exists():
+        raise DataError(f"{path} is missing: run `fewshot data download omniglot`")
+    with open(path, newline="") as handle:
+        return [
+            Alphabet(row["alphabet"], int(row["first_id"]), int(row["last_id"]), row["set"])
+            for row in csv.DictReader(handle, delimiter="\t")
+        ]
+
+
+def character_names(alphabets: list[Alphabet]) -> list[str]:
+    """``Alphabet/characterNN`` for global ids 1..1623 (index 0 is id 1)."""
+    names = [""] * N_CHARACTERS
+    for alphabet in alphabets:
+        for char_id in range(alphabet.first_id, alphabet.last_id + 1):
+            names[char_id - 1] = f"{alphabet.name}/character{char_id - alphabet.first_id + 1:02d}"
+    return names
+
+
+def load_raw_images(root: Path) -> np.ndarray:
+    """All characters as a bool array ``(1623, 20, 105, 105)``, True = paper.
+
+    Reads the compact ``.npz`` form; falls back to the official zips or their unpacked
+    folders (see `fewshot.data.omniglot_files`).
+    """
+    parts = []
+    for name in ("images_background", "images_evaluation"):
+        npz = root / f"{name}.npz"
+        if npz.exists():
+            try:
+                with np.load(npz, allow_pickle=False) as archive:
+                    parts.append(archive["images"])
+            except (OSError, ValueError, KeyError) as err:
+                raise DataError(f"{npz} is damaged ({err}): download it again") from err
+        else:
+            from fewshot.data.omniglot_files import load_official
+
+            parts.append(load_official(root, name))
+    images = np.concatenate(parts)
+    if images.shape[:2] != (N_CHARACTERS, 20):
+        raise DataError(f"Omniglot in {root} has shape {images.shape}, expected (1623, 20, ...)")
+    return images
+
+
+def _to_ink_tensor(images: np.ndarray, image_size: int) -> torch.Tensor:
+    """bool ``(n, H, W)`` paper=True -> float ``(n, 1, s, s)`` ink=1, resized with antialiasing."""
+    ink = torch.from_numpy(~images).float().unsqueeze(1)
+    if ink.shape[-1] != image_size:
+        ink = F.interpolate(ink, size=(image_size, image_size), mode="bilinear", antialias=True)
+    return ink
+
+
+def _read_split_file(path: Path) -> list[tuple[str, int]]:
+    if not path.exists():
+        raise DataError(
+            f"split file {path} is missing: run `fewshot data download omniglot` or point "
+            "--data-dir / FEWSHOT_DATA_DIR at a folder with omniglot/splits/vinyals/"
+        )
+    classes = []
+    for line in path.read_text().split():
+        character, _, rotation = line.rpartition("/")
+        classes.append((character, int(rotation.removeprefix("rot"))))
+    return classes
+
+
+def _class_list(
+    split: str,
+    subset: str,
+    root: Path,
+    names: list[str],
+    alphabets,
+    seed: int,
+    rotations: bool | None,
+) -> list[tuple[str, int]]:
+    """``(character name, rotation)`` per class of the chosen split and subset."""
+    if split == "vinyals":
+        return _read_split_file(root / "splits" / "vinyals" / f"{subset}.txt")
+    if split == "lake":
+        wanted = "background" if subset in ("background", "train") else "evaluation"
+        chars = [names[i - 1] for a in alphabets if a.set == wanted for i in range(a.first_id, a.last_id + 1)]
+        angles = ROTATIONS if rotations else (0,)
+    else:
+        order = np.random.default_rng(seed).permutation(N_CHARACTERS)
+        chosen = order[:1200] if subset == "train" else order[1200:]
+        chars = [names[i] for i in sorted(chosen)]
+        angles = ROTATIONS if rotations in (None, True) else (0,)
+    return [(c, a) for c in chars for a in angles]
+
+
+def load_omniglot(
+    split: str = "vinyals",
+    subset: str = "test",
+    data_dir: str | os.PathLike[str] | None = None,
+    image_size: int = 28,
+    rotations: bool | None = None,
+    seed: int = 0,
+) -> LabeledTensors:
+    """Load one subset of an Omniglot protocol into memory.
+
+    Args:
+        split: ``vinyals``, ``lake`` or ``random`` (see the module docstring).
+        subset: ``train``/``val``/``trainval``/``test`` (vinyals), ``background``/``evaluation``
+            or ``train``/``test`` (lake), ``train``/``test`` (random).
+        data_dir: the data directory (holding ``omniglot/``); see `resolve_data_dir`.
+        image_size: output side length.
+        rotations: add 90/180/270-degree rotations as new classes (vinyals always has them
+            from its split files; ``random`` defaults to True, ``lake`` to False).
+        seed: the character shuffle of the ``random`` split.
+
+    Returns:
+        `LabeledTensors` with ``data`` ``(n, 1, image_size, image_size)`` and one class per
+        (character, rotation), named ``Alphabet/characterNN/rotDDD``.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown Omniglot split {split!r}: choose one of {', '.join(SPLITS)}")
+    if subset not in SUBSETS[split]:
+        raise DataError(
+            f"unknown subset {subset!r} of the {split} split: choose one of {', '.join(SUBSETS[split])}"
+        )
+    root = omniglot_dir(data_dir)
+    if not root.exists():
+        raise DataError(
+            f"Omniglot not found in {root}: run `fewshot data download omniglot`, or point "
+            "--data-dir / FEWSHOT_DATA_DIR at a folder that contains omniglot/"
+        )
+    alphabets = read_alphabets(root)
+    names = character_names(alphabets)
+    index_of = {name: i for i, name in enumerate(names)}
+    classes = _class_list(split, subset, root, names, alphabets, seed, rotations)
+    unknown = [c for c, _ in classes if c not in index_of]
+    if unknown:
+        raise DataError(f"split names unknown characters, e.g. {unknown[0]!r}")
+
+    raw = load_raw_images(root)
+    rows = np.array([index_of[c] for c, _ in classes])
+    unique_rows, inverse = np.unique(rows, return_inverse=True)
+    base = _to_ink_tensor(raw[unique_rows].reshape(-1, *raw.shape[2:]), image_size)
+    base = base.view(len(unique_rows), 20, 1, image_size, image_size)
+    chunks = []
+    for cls, (_, angle) in enumerate(classes):
+        chunks.append(torch.rot90(base[inverse[cls]], k=angle // 90, dims=(-2, -1)))
+    data = torch.cat(chunks) if chunks else torch.empty(0, 1, image_size, image_size)
+    labels = torch.arange(len(classes)).repeat_interleave(20)
+    class_names = [f"{c}/rot{a:03d}" for c, a in classes]
+    info = {"dataset": "omniglot", "split": split, "subset": subset, "image_size": image_size}
+    return LabeledTensors(data.contiguous(), labels, class_names, info)

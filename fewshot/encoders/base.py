@@ -1,0 +1,59 @@
+"""The one encoder interface shared by every learner, the zero-shot classifier and the index."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    """Maps a batch of inputs to embeddings.
+
+    Subclasses set `embed_dim` and implement `forward`. `encode` is what consumers call:
+    ``encode(x)`` with ``x`` ``(n, ...)`` returns ``(n, embed_dim)`` float embeddings.
+
+    Attributes:
+        embed_dim: size of one embedding.
+        input_size: ``(channels, height, width)`` the encoder expects, or None when it takes
+            non-image inputs (precomputed features).
+    """
+
+    embed_dim: int
+    input_size: tuple[int, int, int] | None = None
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, ...)`` inputs -> ``(n, embed_dim)`` embeddings."""
+        return self(x)
+
+    @torch.no_grad()
+    def encode_batched(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Embed many inputs in batches without gradients; returns ``(n, embed_dim)`` on CPU."""
+        device = next(self.parameters(), torch.empty(0)).device
+        was_training = self.training
+        self.eval()
+        try:
+            chunks = [
+                self.encode(x[i : i + batch_size].to(device)).float().cpu()
+                for i in range(0, x.shape[0], batch_size)
+            ]
+        finally:
+            self.train(was_training)
+        return torch.cat(chunks) if chunks else torch.empty(0, self.embed_dim)
+
+    def config(self) -> dict:
+        """JSON-able constructor arguments, stored in checkpoints to rebuild the encoder."""
+        return {}
+
+
+class IdentityEncoder(Encoder):
+    """For precomputed features: ``(n, d)`` -> ``(n, d)`` unchanged (flattened)."""
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1).float()
+
+    def config(self) -> dict:
+        return {"embed_dim": self.embed_dim}

@@ -1,0 +1,55 @@
+"""Conv-4: the standard few-shot backbone, 4 x [conv 3x3 (64), BatchNorm, ReLU, maxpool 2]."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fewshot.encoders.base import Encoder
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class Conv4(Encoder):
+    """Conv-4 encoder.
+
+    Args:
+        in_channels: 1 for Omniglot, 3 for colour images.
+        hidden: channels of every block (64 in the papers).
+        image_size: input height = width; 28x28 gives a ``64``-d embedding
+            (``hidden * (image_size // 16) ** 2``).
+
+    Shapes: ``(n, in_channels, image_size, image_size)`` -> ``(n, embed_dim)``.
+    """
+
+    def __init__(self, in_channels: int = 1, hidden: int = 64, image_size: int = 28) -> None:
+        super().__init__()
+        self.in_channels, self.hidden, self.image_size = in_channels, hidden, image_size
+        self.blocks = nn.Sequential(
+            conv_block(in_channels, hidden),
+            conv_block(hidden, hidden),
+            conv_block(hidden, hidden),
+            conv_block(hidden, hidden),
+        )
+        side = image_size
+        for _ in range(4):
+            side //= 2
+        self.embed_dim = hidden * max(side, 1) ** 2
+        self.input_size = (in_channels, image_size, image_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x).flatten(1)
+
+    def config(self) -> dict:
+        return {
+            "in_channels": self.in_channels,
+            "hidden": self.hidden,
+            "image_size": self.image_size,
+        }

@@ -1,0 +1,153 @@
+"""Episodic evaluation: mean accuracy with a 95% confidence interval.
+
+Learners whose encoder does not change while fitting (``frozen_encoder = True`` and a
+``fit_embeddings``/``logits_embeddings`` pair) are evaluated on cached embeddings: every test
+item is embedded once, then episodes are drawn over the embeddings. Learners that also
+define ``batch_logits_embeddings`` score a whole block of episodes in one tensor operation.
+Other learners (MAML) are fitted episode by episode on the raw items.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from fewshot.data.tensors import LabeledTensors
+from fewshot.device import resolve_device
+from fewshot.sampling import EpisodeFile, EpisodeIndices, EpisodeSampler
+
+
+@dataclass
+class EvalResult:
+    """Result of an episodic evaluation.
+
+    ``mean`` and ``ci95`` are fractions in [0, 1]; ``ci95 = 1.96 * std / sqrt(n_episodes)``
+    with the population standard deviation of the per-episode accuracies.
+    """
+
+    mean: float
+    ci95: float
+    n_episodes: int
+    per_episode: list[float] = field(repr=False)
+    ways: int = 0
+    shots: int = 0
+    queries: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self, per_episode: bool = False) -> dict[str, Any]:
+        out = asdict(self)
+        if not per_episode:
+            out.pop("per_episode")
+        return out
+
+
+def confidence_interval_95(accuracies: np.ndarray | list[float]) -> float:
+    """Half-width of the normal-approximation 95% interval: ``1.96 * std / sqrt(n)``."""
+    values = np.asarray(accuracies, dtype=np.float64)
+    if values.size == 0:
+        return float("nan")
+    return float(1.96 * values.std() / math.sqrt(values.size))
+
+
+def _result(per_episode: np.ndarray, sampler, seconds: float) -> EvalResult:
+    return EvalResult(
+        mean=float(per_episode.mean()),
+        ci95=confidence_interval_95(per_episode),
+        n_episodes=int(per_episode.size),
+        per_episode=per_episode.tolist(),
+        ways=sampler.ways,
+        shots=sampler.shots,
+        queries=sampler.queries,
+        seconds=round(seconds, 3),
+    )
+
+
+def _episode_blocks(sampler, block: int):
+    for start in range(0, len(sampler), block):
+        yield sampler.sample_indices(start, min(block, len(sampler) - start))
+
+
+@torch.no_grad()
+def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar) -> np.ndarray:
+    """Per-episode accuracy over cached embeddings ``(n_items, d)``."""
+    n, k, q = sampler.ways, sampler.shots, sampler.queries
+    query_y = torch.arange(n, device=embeddings.device).repeat_interleave(q)
+    support_y = torch.arange(n, device=embeddings.device).repeat_interleave(k)
+    accuracies = []
+    batched = hasattr(learner, "batch_logits_embeddings")
+    for block in _episode_blocks(sampler, 256 if batched else 1):
+        support = torch.as_tensor(block.support, device=embeddings.device)
+        query = torch.as_tensor(block.query, device=embeddings.device)
+        if batched:
+            logits = learner.batch_logits_embeddings(
+                embeddings[support], embeddings[query.reshape(query.shape[0], -1)]
+            )  # (B, N*Q, N)
+            accuracies.append((logits.argmax(-1) == query_y).float().mean(-1).cpu())
+        else:
+            learner.fit_embeddings(embeddings[support.reshape(-1)], support_y)
+            logits = learner.logits_embeddings(embeddings[query.reshape(-1)])
+            accuracies.append((logits.argmax(-1) == query_y).float().mean().reshape(1).cpu())
+        bar.update(support.shape[0])
+    return torch.cat(accuracies).numpy()
+
+
+def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar) -> np.ndarray:
+    accuracies = []
+    for indices in sampler.iter_indices():
+        episode = sampler.gather(data, indices).to(device)
+        learner.fit(episode.support_x, episode.support_y)
+        predictions = learner.predict(episode.query_x)
+        accuracies.append(float((predictions == episode.query_y).float().mean()))
+        bar.update(1)
+    return np.asarray(accuracies)
+
+
+def evaluate(
+    learner,
+    data: LabeledTensors,
+    ways: int = 5,
+    shots: int = 1,
+    queries: int = 15,
+    episodes: int = 1000,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    episode_file: str | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    batch_size: int = 512,
+) -> EvalResult:
+    """Evaluate `learner` on N-way K-shot episodes of `data`.
+
+    Args:
+        learner: any `FewShotLearner`.
+        data: labelled test items (``data.data`` ``(n, ...)``, ``data.labels`` ``(n,)``).
+        ways, shots, queries, episodes, seed: the episode settings (ignored with
+            `episode_file`, which fixes them).
+        episode_file: evaluate on the episodes saved in this file instead.
+        use_cache: embed every item once when the learner allows it.
+    """
+    from tqdm.auto import tqdm
+
+    device = resolve_device(device)
+    if episode_file:
+        sampler: EpisodeSampler | EpisodeFile = EpisodeFile(episode_file, data.labels)
+    else:
+        sampler = EpisodeSampler(data.labels, ways, shots, queries, episodes=episodes, seed=seed)
+    learner = learner.to(device).eval()
+    started = time.perf_counter()
+    cached = use_cache and getattr(learner, "frozen_encoder", False) and hasattr(learner, "fit_embeddings")
+    with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not progress) as bar:
+        if cached:
+            embeddings = learner.encoder.encode_batched(data.data, batch_size=batch_size).to(device)
+            per_episode = _evaluate_cached(learner, embeddings, sampler, bar)
+        else:
+            per_episode = _evaluate_per_episode(learner, data.data, sampler, device, bar)
+    return _result(per_episode, sampler, time.perf_counter() - started)
+
+
+__all__ = ["EvalResult", "EpisodeIndices", "confidence_interval_95", "evaluate"]

@@ -1,0 +1,58 @@
+"""A small name -> factory registry, in the spirit of timm's model registry.
+
+Entries may be registered as objects (with the `register` decorator) or lazily as an
+import path string ``"package.module:attribute"``, so that listing names (for the command
+line's choices) never imports torch, open_clip or faiss.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from fewshot.errors import FewshotError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to factories (classes or functions) of one kind of thing."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Callable[..., T] | str] = {}
+
+    def register(self, name: str, target: Callable[..., T] | str | None = None):
+        """Register `target` under `name`; without a target, return a decorator."""
+        if target is not None:
+            self._entries[name] = target
+            return target
+
+        def decorator(obj: Callable[..., T]) -> Callable[..., T]:
+            self._entries[name] = obj
+            return obj
+
+        return decorator
+
+    def names(self) -> list[str]:
+        """All registered names, sorted; imports nothing."""
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> Callable[..., T]:
+        """The factory registered under `name`, importing it on first use."""
+        if name not in self._entries:
+            raise FewshotError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module_name, _, attribute = entry.partition(":")
+            entry = getattr(importlib.import_module(module_name), attribute)
+            self._entries[name] = entry
+        return entry
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        """Build the thing registered under `name` with keyword arguments."""
+        return self.get(name)(**kwargs)
