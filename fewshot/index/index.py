@@ -7,7 +7,7 @@ training, and saves/loads the lot atomically (see `fewshot.index.storage`).
 
 Any FAISS index-factory string works (``Flat``, ``HNSW32``, ``IVF1024,Flat``, ``IVF4096,PQ32``,
 ``PCA128,IVF256,Flat``...). Index types that cannot store arbitrary ids themselves (Flat, HNSW)
-are wrapped in ``IDMap2``; IVF types store ids natively.
+are wrapped in ``IDMap``; IVF types store ids natively.
 """
 
 from __future__ import annotations
@@ -119,10 +119,12 @@ def _as_matrix(vectors: Any, dim: int, what: str) -> np.ndarray:
     return array
 
 
-def _normalised(array: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero); returns a new array."""
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
-    return array / np.maximum(norms, 1e-12, dtype=np.float32)
+def _normalised(array: np.ndarray, source: Any) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), never modifying the caller's `source`."""
+    if array is source or array.base is not None:  # may be the caller's memory (or a torch view)
+        array = array.copy()
+    _faiss().normalize_L2(array)  # in place, multi-threaded
+    return array
 
 
 class EmbeddingIndex:
@@ -204,7 +206,7 @@ class EmbeddingIndex:
                 f"FAISS cannot build index {factory!r} for {self.dim}-d vectors: {_faiss_message(err)}"
             ) from err
         if faiss.try_extract_index_ivf(index) is None and not isinstance(index, faiss.IndexIDMap):
-            index = faiss.index_factory(self.dim, f"IDMap2,{factory}", self._faiss_metric())
+            index = faiss.index_factory(self.dim, f"IDMap,{factory}", self._faiss_metric())
         return index
 
     @property
@@ -257,7 +259,7 @@ class EmbeddingIndex:
     # training and adding ----------------------------------------------------------------------
     def _prepare(self, vectors: Any, what: str) -> np.ndarray:
         array = _as_matrix(vectors, self.dim, what)
-        return _normalised(array) if self.metric == "cosine" else array
+        return _normalised(array, vectors) if self.metric == "cosine" else array
 
     def min_training_vectors(self) -> int:
         """How many vectors training needs (0 when the index type needs no training)."""
