@@ -43,9 +43,9 @@ class _Entry:
 class _Source:
     """One official set, as a zip file or a folder; yields its image entries and bytes."""
 
-    def __init__(self, path: Path, name: str) -> None:
+    def __init__(self, path: Path, name: str, is_zip: bool | None = None) -> None:
         self.path, self.name = path, name
-        self.is_zip = path.suffix == ".zip"
+        self.is_zip = path.suffix == ".zip" if is_zip is None else is_zip
 
     def entries(self) -> Iterator[_Entry]:
         if self.is_zip:
