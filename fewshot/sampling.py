@@ -23,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import zipfile
 import os
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +184,9 @@ class EpisodeSampler:
         if small.any() and not skip_small_classes:
             worst = int(np.argmin(counts))
             cid = int(classes[worst])
-            named = f"{class_names[cid]!r} (id {cid})" if class_names is not None and cid < len(class_names) else cid
+            named: object = cid
+            if class_names is not None and cid < len(class_names):
+                named = f"{class_names[cid]!r} (id {cid})"
             raise EpisodeError(
                 f"class {named} has only {int(counts[worst])} items but shots + "
                 f"queries = {per_class} ({int(small.sum())} of {classes.size} classes are that "
@@ -383,7 +385,8 @@ class EpisodeFile:
         for items in (self.support, self.query):
             if items.size and (items.min() < 0 or items.max() >= self.labels.size):
                 raise FewshotError(f"{path} is damaged: item indices outside 0..{self.labels.size - 1}")
-            if not np.array_equal(self.labels[items], np.broadcast_to(self.class_ids[:, :, None], items.shape)):
+            expected = np.broadcast_to(self.class_ids[:, :, None], items.shape)
+            if not np.array_equal(self.labels[items], expected):
                 raise FewshotError(f"{path} is damaged: items do not belong to their episode's classes")
 
     def __len__(self) -> int:
