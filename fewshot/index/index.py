@@ -114,7 +114,9 @@ def _as_matrix(vectors: Any, dim: int, what: str) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.number):
         raise EmbeddingIndexError(f"{what} must be numbers; got dtype {array.dtype}")
     array = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.isfinite(array).all():
+    # Row sums in float64 cannot overflow for finite float32 rows and carry any NaN or inf along,
+    # without the n*dim boolean temporary that np.isfinite(array).all() would allocate.
+    if not np.isfinite(array.sum(axis=1, dtype=np.float64)).all():
         raise EmbeddingIndexError(f"{what} contain NaN or infinite values")
     return array
 
@@ -310,17 +312,17 @@ class EmbeddingIndex:
         array = self._prepare(vectors, "vectors")
         n = array.shape[0]
         start = len(self._keys)
-        ids = [str(i) for i in range(start, start + n)] if ids is None else list(ids)
+        ids = list(map(str, range(start, start + n))) if ids is None else list(ids)
         if len(ids) != n:
             raise EmbeddingIndexError(f"got {n} vectors but {len(ids)} ids")
-        if not all(isinstance(i, str) for i in ids):
+        if not set(map(type, ids)) <= {str}:  # C-speed checks: these run once per item
             bad = next(i for i in ids if not isinstance(i, str))
             raise EmbeddingIndexError(f"ids must be strings; got {type(bad).__name__} {bad!r}")
         if len(set(ids)) != n:
             dup = next(i for i in ids if ids.count(i) > 1)
             raise EmbeddingIndexError(f"duplicate id {dup!r} among the ids given")
-        clash = [i for i in ids if i in self._lookup]
-        if clash:
+        if not self._lookup.keys().isdisjoint(ids):
+            clash = [i for i in ids if i in self._lookup]
             raise EmbeddingIndexError(
                 f"{len(clash)} id(s) already in the index (e.g. {clash[0]!r}); remove them first"
             )
