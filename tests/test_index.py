@@ -258,3 +258,13 @@ def test_import_fewshot_does_not_import_faiss():
     code = "import sys, fewshot; fewshot.EmbeddingIndex; print('faiss' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_inputs_are_not_modified():
+    data, tensor = random_vectors(20, 8), torch.randn(20, 8)
+    data_copy, tensor_copy = data.copy(), tensor.clone()
+    index = EmbeddingIndex(8).add(data).add(tensor)
+    index.search(data)
+    index.search(tensor)
+    np.testing.assert_array_equal(data, data_copy)
+    assert torch.equal(tensor, tensor_copy)
