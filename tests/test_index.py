@@ -79,6 +79,7 @@ def test_no_hit_slots_are_empty():
     assert [hit.id for hit in results[0]] == ["a", "b", "c"] or results[0][0].id == "a"
     assert len(results[0]) == 3
     assert EmbeddingIndex(4).search(np.eye(4), k=2)[0] == []
+    assert EmbeddingIndex(4, factory="IVF4,Flat").search(np.eye(4), k=2)[1] == []
 
 
 def test_string_ids_and_metadata():

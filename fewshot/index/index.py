@@ -433,7 +433,10 @@ class EmbeddingIndex:
             self.set_search_params(nprobe=nprobe, efSearch=efSearch)
         nq = array.shape[0]
         index = self._search_index()
-        if nq <= self.batch_size:
+        if not self.is_trained:  # nothing added yet to an index that needs training: no hits
+            scores = np.full((nq, int(k)), np.nan, dtype=np.float32)
+            labels = np.full((nq, int(k)), -1, dtype=np.int64)
+        elif nq <= self.batch_size:
             scores, labels = index.search(array, int(k))
         else:
             scores = np.empty((nq, int(k)), dtype=np.float32)
