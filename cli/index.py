@@ -62,6 +62,11 @@ def _attach_recorded_encoder(index, device: str) -> None:
         index.encoder.to(resolve_device(device))
 
 
+def _index_device(device: str) -> str:
+    """FAISS searches on the GPU unless the user asked for the CPU."""
+    return "cpu" if device == "cpu" else "auto"
+
+
 def _report_failures(failures: list[tuple[str, str]]) -> None:
     for path, reason in failures:
         typer.echo(f"skipped {path}: {reason}", err=True)
@@ -103,7 +108,12 @@ def build_command(
     paths = find_images(images)
     model_encoder = _make_encoder(encoder, model, pretrained, device)
     index = EmbeddingIndex(
-        model_encoder.embed_dim, metric, factory, encoder=model_encoder, encoder_name=encoder, device="auto"
+        model_encoder.embed_dim,
+        metric,
+        factory,
+        encoder=model_encoder,
+        encoder_name=encoder,
+        device=_index_device(device),
     )
     report = index.add_images(paths, batch_size=batch_size, workers=workers, progress=progress)
     _report_failures(report.failures)
@@ -128,7 +138,7 @@ def add_command(
     from fewshot.data.images import find_images
     from fewshot.index import EmbeddingIndex
 
-    index = EmbeddingIndex.load(directory)
+    index = EmbeddingIndex.load(directory, device=_index_device(device))
     paths = find_images(images)
     _attach_recorded_encoder(index, device)
     report = index.add_images(paths, batch_size=batch_size, workers=workers, progress=progress)
@@ -163,7 +173,7 @@ def search_command(
         raise FewshotError("give exactly one of --text or --image")
     if k < 1:
         raise FewshotError(f"-k must be >= 1; got {k}")
-    index = EmbeddingIndex.load(directory)
+    index = EmbeddingIndex.load(directory, device=_index_device(device))
     _attach_recorded_encoder(index, device)
     params = {"nprobe": nprobe, "efSearch": ef_search}
     if text is not None:
