@@ -163,6 +163,44 @@ def run_size(n: int, args, faiss) -> list[dict]:
     return rows
 
 
+class _CachedSearch:
+    """Stands in for a FAISS index: returns precomputed results instantly."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def search(self, x, k):
+        return self.out[0].copy(), self.out[1].copy()
+
+
+def fixed_overhead(n: int, nq: int, k: int, dim: int, repeats: int = 50) -> dict:
+    """Seconds per search call the wrapper spends outside FAISS, and the raw path's own extra
+    (query normalisation), with FAISS's search replaced by returning cached results: the
+    difference is the wrapper's overhead, measured without the noise of the search itself."""
+    import faiss
+
+    from fewshot.index import EmbeddingIndex
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((n, dim), dtype=np.float32)
+    queries = rng.standard_normal((nq, dim), dtype=np.float32)
+    wrapper = EmbeddingIndex(dim, "cosine", "Flat", device="cpu").add(data)
+    stub = _CachedSearch(raw_search(faiss, wrapper.faiss_index, queries, k))
+    wrapper._search_index = lambda: stub  # the wrapper calls FAISS through this
+    wrapper.search(queries, k)
+    (t_raw, t_wrap), _ = best_of(
+        repeats, lambda: raw_search(faiss, stub, queries, k), lambda: wrapper.search(queries, k)
+    )
+    return {
+        "n": n,
+        "queries": nq,
+        "k": k,
+        "raw_extra_s": t_raw,
+        "wrapper_extra_s": t_wrap,
+        "overhead_s": t_wrap - t_raw,
+    }
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| N | index | knob | build s (wrapper / raw) | queries/s (wrapper / raw) | search overhead "
@@ -208,6 +246,9 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json-out", default=None)
+    parser.add_argument(
+        "--overhead-only", action="store_true", help="only the wrapper's time outside FAISS per search call"
+    )
     args = parser.parse_args()
 
     import faiss
@@ -219,6 +260,11 @@ def main() -> None:
         flush=True,
     )
     wrapper_build(np.zeros((1, args.dim), np.float32) + 1, "Flat")  # import the wrapper before timing
+    if args.overhead_only:
+        for n in args.sizes:
+            for nq in (args.queries, args.queries_large):
+                print(json.dumps(fixed_overhead(n, nq, args.k, args.dim)), flush=True)
+        return
     rows = []
     for n in args.sizes:
         rows.extend(run_size(n, args, faiss))
