@@ -201,6 +201,18 @@ def fixed_overhead(n: int, nq: int, k: int, dim: int, repeats: int = 50) -> dict
     }
 
 
+def flat_build_overhead(n: int, dim: int, repeats: int = 5) -> dict:
+    """Best-of-`repeats` Flat build, raw vs wrapper: the build is nearly all copying, so the
+    difference is the wrapper's add overhead (validation, string ids, id map)."""
+    import faiss
+
+    data = np.random.default_rng(0).standard_normal((n, dim), dtype=np.float32)
+    (t_raw, t_wrap), _ = best_of(
+        repeats, lambda: raw_build(faiss, data, "Flat"), lambda: wrapper_build(data, "Flat")
+    )
+    return {"n": n, "flat_build_raw_s": t_raw, "flat_build_wrapper_s": t_wrap, "overhead_s": t_wrap - t_raw}
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| N | index | knob | build s (wrapper / raw) | queries/s (wrapper / raw) | search overhead "
@@ -264,6 +276,7 @@ def main() -> None:
         for n in args.sizes:
             for nq in (args.queries, args.queries_large):
                 print(json.dumps(fixed_overhead(n, nq, args.k, args.dim)), flush=True)
+            print(json.dumps(flat_build_overhead(n, args.dim)), flush=True)
         return
     rows = []
     for n in args.sizes:
