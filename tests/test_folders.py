@@ -31,6 +31,10 @@ def folder(tmp_path):
         for j, ext in enumerate(["png", "jpg", "webp"]):
             _image(root / name / f"{j}.{ext}", 40 * i + j)
     _image(root / "birds" / "parrot.bmp", 200)  # "birds" itself holds an image: its own class
+    (root / "fish" / "2.webp").unlink()
+    _image(root / "fish" / "2.GIF", 162, fmt="GIF")
+    _image(root / "fish" / "3.tiff", 163)
+    (root / "fish" / "3.tiff").rename(root / "fish" / "3.TIF")
     (root / "cat" / "broken.png").write_bytes(b"\x89PNG not really")
     (root / "dog" / "notes.txt").write_text("not an image")
     (root / ".hidden").mkdir()
@@ -53,8 +57,10 @@ def test_load_all_skips_and_reports_bad_files(folder):
     message = str(record[0].message)
     assert "notes.txt" in message and "stray.png" in message
     assert data.class_names == ["birds", "birds/crow", "birds/owl", "cat", "dog", "fish"]
-    assert data.data.shape == (16, 3, 16, 16) and data.info["skipped"] == 3
-    assert torch.equal(torch.bincount(data.labels), torch.tensor([1, 3, 3, 3, 3, 3]))
+    assert data.data.shape == (17, 3, 16, 16) and data.info["skipped"] == 3
+    fish = data.data[data.labels == data.class_names.index("fish")]
+    assert sorted(round(float(x.mean()) * 255) for x in fish) == [160, 161, 162, 163]  # png jpg gif tif
+    assert torch.equal(torch.bincount(data.labels), torch.tensor([1, 3, 3, 3, 3, 4]))
     # pixel values survive: the cat class (i=0) has grey levels 0,1,2
     cat = data.data[data.labels == data.class_names.index("cat")]
     assert sorted(round(float(x.mean()) * 255) for x in cat) == [0, 1, 2]
