@@ -124,7 +124,7 @@ class _Journal:
             out.parent.mkdir(parents=True, exist_ok=True)
             self.settings_path.write_text(json.dumps(settings, indent=1))
             self.partial.write_text(writer.header(), encoding="utf-8")
-        self.handle = open(self.partial, "a", encoding="utf-8", newline="")
+        self.handle = open(self.partial, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed by close()
 
     def _resume(self, settings: dict) -> None:
         try:
@@ -264,7 +264,9 @@ def label_images(
                     z = encoder.encode(batch.images)
                     probs = prototype_logits(z, prototypes.to(z.device), "cosine", scale).float().softmax(-1)
                     top_p, top_i = probs.topk(top_k, dim=-1)
-                for path, ps, idx in zip(batch.paths, top_p.cpu().tolist(), top_i.cpu().tolist(), strict=True):
+                for path, ps, idx in zip(
+                    batch.paths, top_p.cpu().tolist(), top_i.cpu().tolist(), strict=True
+                ):
                     top = [
                         {"label": classifier.class_names[i], "probability": _round(p)}
                         for p, i in zip(ps, idx, strict=True)
@@ -322,4 +324,3 @@ def label_images(
         seconds=round(seconds, 3),
         images_per_second=round(counts["labelled"] / seconds, 2) if seconds > 0 else 0.0,
     )
-

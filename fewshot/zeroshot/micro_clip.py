@@ -73,7 +73,9 @@ def _jpeg_roundtrip(image, quality: int = 90):
     return Image.open(buffer).convert("RGB")
 
 
-def make_folder(dest: str | Path, per_class: int = 20, seed: int = 0, size: int = 64, ext: str = "jpg") -> Path:
+def make_folder(
+    dest: str | Path, per_class: int = 20, seed: int = 0, size: int = 64, ext: str = "jpg"
+) -> Path:
     """Write ``dest/<colour shape>/<n>.<ext>`` for every class; returns `dest`."""
     rng = np.random.default_rng(seed)
     dest = Path(dest)
@@ -180,7 +182,9 @@ def zero_shot_accuracy(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fewshot.zeroshot.micro_clip", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fewshot.zeroshot.micro_clip", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_train = sub.add_parser("train", help="train and write the micro CLIP weights")
     p_train.add_argument("--out", type=Path, default=None, help="weights file (default: the shipped one)")
@@ -201,7 +205,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"zero-shot accuracy on held-out images: {accuracy:.3f} ({n} classes, chance {1 / n:.3f})")
     else:
         dest = make_folder(args.dest, args.per_class, args.seed, args.size, args.ext)
-        print(f"wrote {args.per_class * len(CLASS_NAMES)} images in {len(CLASS_NAMES)} class folders under {dest}")
+        print(
+            f"wrote {args.per_class * len(CLASS_NAMES)} images in {len(CLASS_NAMES)} "
+            f"class folders under {dest}"
+        )
         print(f"classes: {','.join(CLASS_NAMES)}")
 
 
