@@ -29,7 +29,7 @@ def test_shipped_weights_are_small_and_load_with_plain_open_clip():
     assert weights.stat().st_size < 2_000_000
     register_model_configs()
     model = open_clip.create_model("micro-clip", pretrained=str(weights))
-    assert model.logit_scale.exp().item() > 20  # trained, not the 1/0.07 of a fresh model
+    assert abs(model.logit_scale.exp().item() - 1 / 0.07) > 1  # trained, not a fresh model's 1/0.07
 
 
 def test_zero_shot_accuracy_far_above_chance(micro_clip):

@@ -101,7 +101,7 @@ def synthetic_batch(rng: np.random.Generator, per_class: int, preprocess, size: 
 
 def train(
     out: str | Path | None = None,
-    steps: int = 400,
+    steps: int = 600,
     groups: int = 8,
     pool_per_class: int = 200,
     lr: float = 2e-3,
@@ -133,7 +133,12 @@ def train(
     print(f"generated {len(pool_y)} training images in {time.perf_counter() - start:.1f} s")
     n_classes = len(CLASS_NAMES)
     by_class = pool_y.argsort().view(n_classes, pool_per_class)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    # as open_clip: no weight decay on gains, biases, embeddings' scale and the temperature
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "logit_scale" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "logit_scale" in n]
+    optimiser = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
+    )
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.1)
     targets = torch.arange(n_classes).repeat(groups)
     model.train()
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p_train = sub.add_parser("train", help="train and write the micro CLIP weights")
     p_train.add_argument("--out", type=Path, default=None, help="weights file (default: the shipped one)")
-    p_train.add_argument("--steps", type=int, default=400)
+    p_train.add_argument("--steps", type=int, default=600)
     p_train.add_argument("--seed", type=int, default=0)
     p_folder = sub.add_parser("make-folder", help="write a folder of synthetic coloured-shape images")
     p_folder.add_argument("dest", type=Path)
