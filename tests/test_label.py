@@ -190,3 +190,14 @@ def test_cli_label(folder, tmp_path):
     assert bad.exit_code == 2 and "templates" in bad.output
     bad = runner.invoke(app, [*args, "--labels", "a,b", "--organize", "move", "--out", str(out)])
     assert bad.exit_code == 2 and "--dest" in bad.output
+
+
+def test_missing_input_is_an_error_and_leaves_nothing_behind(classifier, tmp_path):
+    from fewshot.errors import DataError
+    from fewshot.zeroshot.labelling import label_images
+
+    with pytest.raises(DataError, match="does not exist"):
+        label_images(tmp_path / "nope", classifier, tmp_path / "labels.csv", progress=False)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FewshotError, match="probability"):
+        label_images(tmp_path, classifier, tmp_path / "labels.csv", threshold=1.5, progress=False)

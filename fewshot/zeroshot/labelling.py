@@ -236,14 +236,14 @@ def label_images(
         "dest": str(dest_root) if dest_root else None,
         "format": writer.fmt,
     }
+    try:
+        paths = find_images(inputs, recursive=recursive)
+    except DataError:
+        if restart or not out.with_name(out.name + ".partial").exists():
+            raise
+        paths = []  # perhaps everything was labelled (and moved away) before the interruption
     journal = _Journal(out, writer, settings, restart)
     try:
-        try:
-            paths = find_images(inputs, recursive=recursive)
-        except DataError:
-            if not journal.done:
-                raise
-            paths = []  # everything was labelled (and moved away) before the interruption
         paths = [p for p in paths if str(p) not in journal.done and not _within(p, dest_root)]
         position = {str(p): i for i, p in enumerate(paths)}
         counts = {"labelled": 0, "failed": 0, "unknown": 0, "organized": 0}
