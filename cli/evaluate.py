@@ -8,10 +8,13 @@ from typing import Annotated
 
 import typer
 from fewshot_cli.common import (
+    ClipModel,
+    ClipPretrained,
     DataDir,
     Dataset,
     Device,
     ImageSize,
+    Precision,
     Queries,
     Seed,
     Shots,
@@ -32,6 +35,18 @@ def eval_command(
         Path | None,
         typer.Option("--checkpoint", "-c", help="Trained model (default: the shipped Omniglot ProtoNet)."),
     ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            "--encoder",
+            "-e",
+            help="Evaluate a frozen pretrained encoder instead of a checkpoint: 'clip' (with --model, "
+            "--pretrained) on an image-folder --dataset.",
+        ),
+    ] = None,
+    model: ClipModel = "ViT-B-32",
+    pretrained: ClipPretrained = "default",
+    precision: Precision = "auto",
     dataset: Dataset = "omniglot",
     split: Split = None,
     subset: Annotated[str, typer.Option("--subset", help="Which part of the split to test on.")] = "test",
@@ -56,7 +71,13 @@ def eval_command(
     from fewshot.models import DEFAULT_CHECKPOINT
 
     torch_device = resolve_device(device)
-    learner, meta = load_learner(checkpoint or DEFAULT_CHECKPOINT, torch_device)
+    transform = None
+    if encoder is not None:
+        learner, meta, transform = _pretrained_learner(
+            encoder, method, checkpoint, dataset, model, pretrained, str(torch_device), precision
+        )
+    else:
+        learner, meta = load_learner(checkpoint or DEFAULT_CHECKPOINT, torch_device)
     if method is not None and method != meta["learner"]:
         from fewshot.errors import FewshotError
 
@@ -66,7 +87,10 @@ def eval_command(
         image_size = trained_on.get("image_size")
     if split is None and dataset == "omniglot":
         split = trained_on.get("split", "vinyals")
-    data = load_dataset(dataset, subset, split, data_dir, image_size, seed)
+    if transform is not None:
+        data = load_dataset(dataset, subset, split, data_dir, image_size, seed, transform=transform)
+    else:
+        data = load_dataset(dataset, subset, split, data_dir, image_size, seed)
     result = evaluate(
         learner,
         data,
@@ -105,6 +129,29 @@ def eval_command(
         f"accuracy: {100 * result.mean:.2f}% +- {100 * result.ci95:.2f}% (95% CI)   "
         f"time: {result.seconds:.1f} s"
     )
+
+
+def _pretrained_learner(encoder, method, checkpoint, dataset, model, pretrained, device, precision):
+    """A learner around a frozen pretrained encoder, its metadata and the image transform it needs."""
+    from fewshot.errors import FewshotError
+    from fewshot.learners import LEARNERS
+
+    if checkpoint is not None:
+        raise FewshotError("give either --checkpoint or --encoder, not both")
+    if encoder != "clip":
+        raise FewshotError(f"--encoder {encoder!r}: only 'clip' is a pretrained encoder; train others first")
+    if dataset == "omniglot":
+        raise FewshotError("--encoder clip needs an image-folder --dataset (a path), not omniglot")
+    from fewshot_cli.common import clip_encoder
+
+    method = method or "protonet"
+    factory = LEARNERS.get(method)
+    clip = clip_encoder(model, pretrained, device, precision)
+    learner = (
+        factory(clip, metric="cosine", scale=clip.logit_scale) if method == "protonet" else factory(clip)
+    )
+    meta = {"learner": method, "encoder": f"clip {clip.describe()}"}
+    return learner.eval(), meta, clip.preprocess
 
 
 def register(app: typer.Typer) -> None:
