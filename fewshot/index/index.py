@@ -142,7 +142,7 @@ class EmbeddingIndex:
             into vectors for `add_images`, `search_text` and `search_images`.
         encoder_name: its registry name (e.g. ``"clip"``), saved so that `load` can rebuild it.
         device: ``auto`` (a FAISS GPU build and a GPU when present, else CPU), ``cpu`` or ``cuda``.
-        batch_size: vectors per FAISS call in `add` and `search` (bounds temporary memory).
+        batch_size: queries per FAISS call in `search` (bounds the memory of one call).
 
     Example:
         >>> index = EmbeddingIndex(4)
@@ -340,10 +340,9 @@ class EmbeddingIndex:
             return self
         if not self.is_trained:
             self.train(array)
-        labels = np.arange(start, start + n, dtype=np.int64)
-        for lo in range(0, n, self.batch_size):
-            hi = min(n, lo + self.batch_size)
-            self._index.add_with_ids(array[lo:hi], labels[lo:hi])
+        # One call: the vectors are in memory already, and adding in pieces makes a Flat index
+        # grow (and copy) its storage again and again.
+        self._index.add_with_ids(array, np.arange(start, start + n, dtype=np.int64))
         self._keys.extend(ids)
         self._meta.extend(metas)
         self._lookup.update(zip(ids, range(start, start + n), strict=True))
