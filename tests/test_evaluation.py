@@ -58,7 +58,7 @@ def test_cached_and_per_episode_paths_agree_on_the_same_episodes():
     data.data += 0.3 * torch.rand(data.data.shape, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
     learner = ProtoNet(create_encoder("conv4", hidden=8))
-    kwargs = dict(ways=5, shots=2, queries=4, episodes=60, seed=3, progress=False, device="cpu")
+    kwargs = dict(ways=5, shots=2, queries=4, episodes=25, seed=3, progress=False, device="cpu")
     cached = evaluate(learner, data, use_cache=True, **kwargs)
     raw = evaluate(learner, data, use_cache=False, **kwargs)
     assert 0.3 < cached.mean < 0.99
