@@ -73,6 +73,23 @@ def _episode_blocks(sampler, block: int):
         yield sampler.sample_indices(start, min(block, len(sampler) - start))
 
 
+def _embed_used_items(encoder, items: torch.Tensor, sampler, batch_size: int) -> torch.Tensor:
+    """Embeddings ``(n_items, d)`` of the items the episodes use (rows of unused items are 0).
+
+    A short evaluation on a large test set touches only part of it; embedding only those
+    items is what makes a few hundred validation episodes cheap.
+    """
+    every = sampler.sample_indices(0, len(sampler))
+    used = np.unique(np.concatenate([every.support.reshape(-1), every.query.reshape(-1)]))
+    if used.size == items.shape[0]:
+        return encoder.encode_batched(items, batch_size=batch_size)
+    used_t = torch.from_numpy(used)
+    embedded = encoder.encode_batched(items[used_t], batch_size=batch_size)
+    out = torch.zeros(items.shape[0], embedded.shape[1], dtype=embedded.dtype)
+    out[used_t] = embedded
+    return out
+
+
 @torch.no_grad()
 def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar) -> np.ndarray:
     """Per-episode accuracy over cached embeddings ``(n_items, d)``."""
@@ -169,7 +186,7 @@ def evaluate(
     cached = use_cache and getattr(learner, "frozen_encoder", False) and hasattr(learner, "fit_embeddings")
     with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not progress) as bar:
         if cached:
-            embeddings = learner.encoder.encode_batched(data.data, batch_size=batch_size).to(device)
+            embeddings = _embed_used_items(learner.encoder, data.data, sampler, batch_size).to(device)
             per_episode = _evaluate_cached(learner, embeddings, sampler, bar)
         else:
             per_episode = _evaluate_per_episode(learner, data.data, sampler, device, bar)

@@ -109,3 +109,28 @@ def test_explicit_sampler_is_used(blobs):
     sampler = EpisodeSampler(blobs.labels, 2, 3, 4, episodes=7, seed=0)
     result = evaluate(ProtoNet(IdentityEncoder(16)), blobs, sampler=sampler, progress=False)
     assert (result.n_episodes, result.ways, result.shots, result.queries) == (7, 2, 3, 4)
+
+
+def test_only_items_used_by_the_episodes_are_embedded(blobs):
+    class Counting(IdentityEncoder):
+        seen = 0
+
+        def forward(self, x):
+            Counting.seen += x.shape[0]
+            return super().forward(x)
+
+    learner = ProtoNet(Counting(16))
+    result = evaluate(learner, blobs, ways=2, shots=1, queries=1, episodes=3, progress=False)
+    assert Counting.seen <= 12  # 3 episodes x 2 classes x 2 items, not all 200 items
+    full = evaluate(
+        ProtoNet(IdentityEncoder(16)),
+        blobs,
+        sampler=None,
+        ways=2,
+        shots=1,
+        queries=1,
+        episodes=3,
+        use_cache=False,
+        progress=False,
+    )
+    assert result.per_episode == full.per_episode
