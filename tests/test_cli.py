@@ -190,11 +190,14 @@ def test_train_writes_checkpoint_that_eval_reads(tmp_path, fake_data):
         "--device",
         "cpu",
         "--no-progress",
+        "--metric",
+        "cosine",
     )
     assert result.exit_code == 0, result.output
     assert "best validation accuracy" in result.output
     learner, meta = load_learner(out)
     assert meta["train"]["steps"] == 4 and meta["preprocessing"]["invert"] is True
+    assert learner.metric == "cosine"
     assert (tmp_path / "m.safetensors.log.csv").exists() and (tmp_path / "m.safetensors.run.json").exists()
     evaluated = invoke("eval", "-c", out, "--episodes", 5, "--json")
     assert evaluated.exit_code == 0, evaluated.output
@@ -234,6 +237,7 @@ def test_train_resnet12(tmp_path, fake_data):
         (["--encoder", "nope"], "unknown encoder"),
         (["--ways", 40], "ways=40"),
         (["--dataset", "/no/such"], "neither 'omniglot'"),
+        (["--metric", "manhattan"], "unknown metric"),
     ],
 )
 def test_train_bad_input_exit_2(tmp_path, fake_data, args, message):
