@@ -42,8 +42,12 @@ def test_encode_shape(name):
     assert z.shape == (3, encoder.embed_dim)
     assert z.dtype.is_floating_point
     assert torch.isfinite(z).all()
+    encoder.train()
     batched = encoder.encode_batched(x, batch_size=2)
     torch.testing.assert_close(batched, z.float(), rtol=1e-4, atol=1e-5)
+    # encode_batched leaves the encoder as it found it: training mode and standard layout
+    assert encoder.training
+    assert all(p.is_contiguous() for p in encoder.parameters())
 
 
 @pytest.mark.parametrize("name", ENCODERS.names())
