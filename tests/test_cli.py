@@ -397,3 +397,46 @@ def test_help_is_fast_and_lists_commands():
     assert result.exit_code == 0
     for command in ("train", "eval", "predict"):
         assert command in result.output
+
+
+def test_eval_registry_encoder_receives_model_and_pretrained(fake_data, monkeypatch):
+    from fewshot.encoders import ENCODERS
+    from fewshot.encoders.base import Encoder
+
+    class Fake(Encoder):
+        input_size = None
+
+        def __init__(self, model="small", pretrained=None):
+            super().__init__()
+            self.model, self.pretrained, self.embed_dim = model, pretrained, 28 * 28
+
+        def forward(self, x):
+            return x.flatten(1)
+
+        def config(self):
+            return {"model": self.model, "pretrained": self.pretrained}
+
+    monkeypatch.setitem(ENCODERS._entries, "fake", Fake)
+    result = invoke(
+        "eval", "--encoder", "fake", "--model", "big", "--pretrained", "tag", "--episodes", 5, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["encoder"] == "fake"
+    seen = []
+    monkeypatch.setattr(Fake, "config", lambda self: seen.append((self.model, self.pretrained)) or {})
+    invoke("eval", "--encoder", "fake", "--model", "big", "--pretrained", "tag", "--episodes", 5, "--json")
+    assert seen == [("big", "tag")]
+
+
+def test_eval_without_shipped_checkpoint_exit_2(tmp_path, fake_data, monkeypatch):
+    import fewshot.models
+
+    monkeypatch.setattr(fewshot.models, "DEFAULT_CHECKPOINT", tmp_path / "absent.safetensors")
+    result = invoke("eval", "--episodes", 5)
+    assert result.exit_code == 2
+    assert "not installed" in result.stderr and "--checkpoint" in result.stderr
+
+
+def test_eval_encoder_conflicting_with_checkpoint_exit_2(tiny_checkpoint, fake_data):
+    result = invoke("eval", "-c", tiny_checkpoint, "--encoder", "resnet12", "--episodes", 5)
+    assert result.exit_code == 2 and "conflicts with the checkpoint" in result.stderr
