@@ -101,13 +101,14 @@ def _config(encoder) -> dict:
 
 def dataset_transform(meta: dict[str, Any], learner):
     """The PIL -> tensor transform for image-folder data: the checkpoint's preprocessing, or
-    the encoder's own (``encoder.transform``, e.g. CLIP's), or None."""
+    the encoder's own (``encoder.preprocess``, e.g. CLIP's), or None."""
     from fewshot.errors import CheckpointError
     from fewshot.preprocessing import preprocessing_from_metadata
 
-    own = getattr(learner.encoder, "transform", None)
-    if callable(own):
-        return own
+    for attribute in ("preprocess", "transform"):  # e.g. ClipEncoder.preprocess
+        own = getattr(learner.encoder, attribute, None)
+        if callable(own):
+            return own
     if meta.get("untrained"):
         return None
     try:

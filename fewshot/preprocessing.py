@@ -26,6 +26,9 @@ class Preprocessing:
         invert: True when the model saw ink = 1 on paper = 0 (Omniglot): pixel values are
             replaced by ``1 - value`` after scaling to ``[0, 1]``.
         mean, std: per-channel normalisation applied last, or None.
+        resize: ``"torch"`` (bilinear with antialiasing on the tensor, as the Omniglot loader
+            resizes) or ``"pil"`` (`fewshot.data.transforms.ImageTransform`, as image folders
+            are loaded), so that user images are resized exactly as the training images were.
     """
 
     image_size: int
@@ -33,12 +36,15 @@ class Preprocessing:
     invert: bool = False
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    resize: str = "torch"
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if int(self.image_size) < 1:
             raise ValueError(f"image_size must be positive, got {self.image_size}")
+        if self.resize not in ("torch", "pil"):
+            raise ValueError(f"resize must be 'torch' or 'pil', got {self.resize!r}")
 
     @property
     def mode(self) -> str:
@@ -61,6 +67,7 @@ class Preprocessing:
                 invert=bool(values.get("invert", False)),
                 mean=tuple(float(v) for v in values["mean"]) if values.get("mean") is not None else None,
                 std=tuple(float(v) for v in values["std"]) if values.get("std") is not None else None,
+                resize=str(values.get("resize", "torch")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"unreadable preprocessing record {values!r} ({err})") from err
@@ -82,15 +89,20 @@ class _Transform:
         import torch.nn.functional as F
 
         prep = self.prep
-        array = np.asarray(image.convert(prep.mode), dtype=np.float32) / 255.0
-        x = torch.from_numpy(array.copy())
-        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
-        if prep.invert:
-            x = 1.0 - x
-        if tuple(x.shape[-2:]) != (prep.image_size, prep.image_size):
-            x = F.interpolate(
-                x.unsqueeze(0), size=(prep.image_size, prep.image_size), mode="bilinear", antialias=True
-            )[0]
+        if prep.resize == "pil":
+            from fewshot.data.transforms import ImageTransform
+
+            x = ImageTransform(prep.image_size, prep.channels, prep.invert)(image)
+        else:
+            array = np.asarray(image.convert(prep.mode), dtype=np.float32) / 255.0
+            x = torch.from_numpy(array.copy())
+            x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
+            if prep.invert:
+                x = 1.0 - x
+            if tuple(x.shape[-2:]) != (prep.image_size, prep.image_size):
+                x = F.interpolate(
+                    x.unsqueeze(0), size=(prep.image_size, prep.image_size), mode="bilinear", antialias=True
+                )[0]
         if prep.mean is not None and prep.std is not None:
             mean = torch.tensor(prep.mean).view(-1, 1, 1)
             std = torch.tensor(prep.std).view(-1, 1, 1)
@@ -114,6 +126,7 @@ def preprocessing_from_data(data) -> Preprocessing | None:
         image_size=int(data.data.shape[-1]),
         channels=int(data.data.shape[1]),
         invert=data.info.get("dataset") == "omniglot",
+        resize="pil" if data.info.get("dataset") == "folder" else "torch",
     )
 
 

@@ -80,13 +80,14 @@ def test_episode_file_reproduces_the_saved_episodes(tmp_path, blobs):
         evaluate(learner, blobs, episode_file=str(saved), save_episodes=str(tmp_path / "x.npz"))
 
 
-def test_save_episodes_into_missing_folder_is_a_clear_error(tmp_path, blobs):
+def test_save_episodes_to_an_unwritable_place_is_a_clear_error(tmp_path, blobs):
+    (tmp_path / "a_file").write_text("x")
     with pytest.raises(FewshotError, match="cannot write episodes"):
         evaluate(
             ProtoNet(IdentityEncoder(16)),
             blobs,
             episodes=5,
-            save_episodes=str(tmp_path / "no" / "such" / "dir" / "e.npz"),
+            save_episodes=str(tmp_path / "a_file" / "e.npz"),
             progress=False,
         )
 

@@ -52,5 +52,16 @@ def test_from_data(blobs):
     assert preprocessing_from_data(data) == Preprocessing(28, 1, False)
     data.info["dataset"] = "omniglot"
     assert preprocessing_from_data(data).invert
+    data.info["dataset"] = "folder"
+    assert preprocessing_from_data(data).resize == "pil"
     data.info["preprocessing"] = {"image_size": 32, "channels": 3}
     assert preprocessing_from_data(data) == Preprocessing(32, 3, False)
+
+
+def test_pil_resize_matches_the_folder_loader():
+    from fewshot.data.transforms import image_transform
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    expected = image_transform(24, channels=3, invert=False)(image)
+    got = Preprocessing(24, channels=3, resize="pil").transform()(image)
+    torch.testing.assert_close(got, expected)

@@ -194,6 +194,7 @@ def test_logs_and_summary_are_written(tmp_path, data):
         "invert": False,
         "mean": None,
         "std": None,
+        "resize": "torch",
     }
     assert saved["train"]["steps"] == 12 and saved["dataset"]["dataset"] == "synthetic"
 
