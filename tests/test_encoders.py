@@ -17,6 +17,7 @@ SMALL = {
     "conv4": {"in_channels": 1, "hidden": 8, "image_size": 28},
     "resnet12": {"in_channels": 3, "channels": [4, 6, 8, 10], "image_size": 32},
     "identity": {"embed_dim": 12},
+    "clip": {"model": "micro-clip", "pretrained": None, "device": "cpu"},  # random weights
 }
 
 
