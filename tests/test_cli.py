@@ -440,3 +440,38 @@ def test_eval_without_shipped_checkpoint_exit_2(tmp_path, fake_data, monkeypatch
 def test_eval_encoder_conflicting_with_checkpoint_exit_2(tiny_checkpoint, fake_data):
     result = invoke("eval", "-c", tiny_checkpoint, "--encoder", "resnet12", "--episodes", 5)
     assert result.exit_code == 2 and "conflicts with the checkpoint" in result.stderr
+
+
+def test_eval_on_an_image_folder_uses_the_checkpoint_preprocessing(tiny_checkpoint, folders):
+    support, _ = folders
+    result = invoke(
+        "eval",
+        "-c",
+        tiny_checkpoint,
+        "--dataset",
+        support,
+        "--subset",
+        "all",
+        "--ways",
+        3,
+        "--shots",
+        1,
+        "--queries",
+        2,
+        "--episodes",
+        10,
+        "--json",
+        "--device",
+        "cpu",
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["episodes"] == 10 and out["ways"] == 3
+
+
+def test_eval_on_a_folder_with_too_few_classes_exit_2(tiny_checkpoint, folders):
+    support, _ = folders
+    result = invoke(
+        "eval", "-c", tiny_checkpoint, "--dataset", support, "--subset", "all", "--ways", 5, "--queries", 2
+    )
+    assert result.exit_code == 2 and "ways=5" in result.stderr
