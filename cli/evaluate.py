@@ -8,10 +8,13 @@ from typing import Annotated
 
 import typer
 from fewshot_cli.common import (
+    ClipModel,
+    ClipPretrained,
     DataDir,
     Dataset,
     Device,
     ImageSize,
+    Precision,
     Queries,
     Seed,
     Shots,
@@ -45,13 +48,13 @@ def eval_command(
         typer.Option(
             "--encoder",
             "-e",
-            help="Without --checkpoint: an encoder from the registry, untrained or pretrained (e.g. clip).",
+            help="Without --checkpoint: a registry encoder: clip (pretrained; --model, --pretrained; "
+            "image-folder --dataset) or conv4/resnet12 (untrained baseline).",
         ),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Encoder architecture, passed to it.")] = None,
-    pretrained: Annotated[
-        str | None, typer.Option("--pretrained", help="Encoder weights tag or file, passed to it.")
-    ] = None,
+    model: ClipModel = "ViT-B-32",
+    pretrained: ClipPretrained = "default",
+    precision: Precision = "auto",
     metric: Annotated[
         str | None, typer.Option("--metric", help="euclidean or cosine (ProtoNet-style learners).")
     ] = None,
@@ -86,7 +89,11 @@ def eval_command(
     from fewshot.evaluation import evaluate
 
     torch_device = resolve_device(device)
-    options = {"model": model, "pretrained": pretrained}
+    options = {"model": model, "pretrained": pretrained, "precision": precision}
+    if encoder == "clip" and checkpoint is None and dataset == "omniglot":
+        from fewshot.errors import FewshotError
+
+        raise FewshotError("--encoder clip needs an image-folder --dataset (a path), not omniglot")
     if checkpoint is None and encoder in SIZED_ENCODERS:
         from fewshot.learners import LEARNERS
 

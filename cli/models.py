@@ -34,14 +34,33 @@ def resolve_learner(
         LEARNERS.get(method)  # unknown names fail here, before any loading
     if metric is not None and metric not in ("euclidean", "cosine"):
         raise FewshotError(f"unknown metric {metric!r}; choose one of: euclidean, cosine")
+    if checkpoint is None and encoder == "clip":
+        from fewshot_cli.common import clip_encoder
+
+        opts = encoder_options
+        clip = clip_encoder(
+            opts.get("model") or "ViT-B-32",
+            opts.get("pretrained") or "default",
+            str(device),
+            opts.get("precision") or "auto",
+        )
+        name = method or "protonet"
+        cls = LEARNERS.get(name)
+        if name == "protonet":  # CLIP's zero-shot head: scaled cosine
+            learner = cls(clip, metric=metric or "cosine", scale=clip.logit_scale)
+        else:
+            learner = _build(cls, clip, metric)
+        return learner.eval(), {"learner": name, "encoder": f"clip {clip.describe()}", "untrained": True}
     if checkpoint is None and encoder is not None:
-        options = {k: v for k, v in encoder_options.items() if v is not None}
+        factory = ENCODERS.get(encoder)
+        accepted = inspect.signature(factory).parameters
+        # --model/--pretrained/--precision go to encoders that take them
+        options = {k: v for k, v in encoder_options.items() if v is not None and k in accepted}
         if encoder in ("conv4", "resnet12") and data_shape is not None and len(data_shape) == 4:
             options.setdefault("in_channels", int(data_shape[1]))
             options.setdefault("image_size", int(data_shape[-1]))
         elif encoder == "identity" and data_shape is not None:
             options.setdefault("embed_dim", int(data_shape[-1]))
-        factory = ENCODERS.get(encoder)
         try:
             enc = factory(**options)
         except TypeError as err:
