@@ -19,6 +19,7 @@ import torch
 
 from fewshot.data.tensors import LabeledTensors
 from fewshot.device import resolve_device
+from fewshot.errors import FewshotError
 from fewshot.sampling import EpisodeFile, EpisodeIndices, EpisodeSampler
 
 
@@ -72,14 +73,22 @@ def _episode_blocks(sampler, block: int):
         yield sampler.sample_indices(start, min(block, len(sampler) - start))
 
 
+def _set_episode_classes(learner, class_names: list[str] | None, class_ids) -> None:
+    """Tell a learner that needs them (zero-shot, Tip-Adapter) the names of the episode's classes."""
+    if getattr(learner, "uses_class_names", False):
+        if class_names is None:
+            raise FewshotError(f"{type(learner).__name__} needs class names but the data set has none")
+        learner.set_class_names([class_names[int(c)] for c in np.asarray(class_ids).reshape(-1)])
+
+
 @torch.no_grad()
-def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar) -> np.ndarray:
+def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar, class_names=None) -> np.ndarray:
     """Per-episode accuracy over cached embeddings ``(n_items, d)``."""
     n, k, q = sampler.ways, sampler.shots, sampler.queries
     query_y = torch.arange(n, device=embeddings.device).repeat_interleave(q)
     support_y = torch.arange(n, device=embeddings.device).repeat_interleave(k)
     accuracies = []
-    batched = hasattr(learner, "batch_logits_embeddings")
+    batched = hasattr(learner, "batch_logits_embeddings") and not getattr(learner, "uses_class_names", False)
     for block in _episode_blocks(sampler, 256 if batched else 1):
         support = torch.as_tensor(block.support, device=embeddings.device)
         query = torch.as_tensor(block.query, device=embeddings.device)
@@ -89,6 +98,7 @@ def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar) -> np.ndar
             )  # (B, N*Q, N)
             accuracies.append((logits.argmax(-1) == query_y).float().mean(-1).cpu())
         else:
+            _set_episode_classes(learner, class_names, block.class_ids)
             learner.fit_embeddings(embeddings[support.reshape(-1)], support_y)
             logits = learner.logits_embeddings(embeddings[query.reshape(-1)])
             accuracies.append((logits.argmax(-1) == query_y).float().mean().reshape(1).cpu())
@@ -96,10 +106,11 @@ def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar) -> np.ndar
     return torch.cat(accuracies).numpy()
 
 
-def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar) -> np.ndarray:
+def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar, class_names=None) -> np.ndarray:
     accuracies = []
     for indices in sampler.iter_indices():
         episode = sampler.gather(data, indices).to(device)
+        _set_episode_classes(learner, class_names, indices.class_ids)
         learner.fit(episode.support_x, episode.support_y)
         predictions = learner.predict(episode.query_x)
         accuracies.append(float((predictions == episode.query_y).float().mean()))
@@ -120,6 +131,7 @@ def evaluate(
     use_cache: bool = True,
     progress: bool = True,
     batch_size: int = 512,
+    embeddings: torch.Tensor | None = None,
 ) -> EvalResult:
     """Evaluate `learner` on N-way K-shot episodes of `data`.
 
@@ -130,6 +142,11 @@ def evaluate(
             `episode_file`, which fixes them).
         episode_file: evaluate on the episodes saved in this file instead.
         use_cache: embed every item once when the learner allows it.
+        embeddings: ``(n_items, d)`` embeddings of ``data.data`` by ``learner.encoder``, already
+            computed (several methods compared on one encoder embed the data once).
+
+    Learners with ``uses_class_names = True`` (zero-shot, Tip-Adapter) get the names of each
+    episode's classes through ``set_class_names(names)`` before ``fit``.
     """
     from tqdm.auto import tqdm
 
@@ -142,11 +159,13 @@ def evaluate(
     started = time.perf_counter()
     cached = use_cache and getattr(learner, "frozen_encoder", False) and hasattr(learner, "fit_embeddings")
     with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not progress) as bar:
+        names = getattr(data, "class_names", None)
         if cached:
-            embeddings = learner.encoder.encode_batched(data.data, batch_size=batch_size).to(device)
-            per_episode = _evaluate_cached(learner, embeddings, sampler, bar)
+            if embeddings is None:
+                embeddings = learner.encoder.encode_batched(data.data, batch_size=batch_size)
+            per_episode = _evaluate_cached(learner, embeddings.to(device), sampler, bar, names)
         else:
-            per_episode = _evaluate_per_episode(learner, data.data, sampler, device, bar)
+            per_episode = _evaluate_per_episode(learner, data.data, sampler, device, bar, names)
     return _result(per_episode, sampler, time.perf_counter() - started)
 
 
