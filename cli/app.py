@@ -8,7 +8,7 @@ Modules import nothing heavy at import time, so ``fewshot --help`` stays instant
 from __future__ import annotations
 
 import typer
-from fewshot_cli import evaluate, train
+from fewshot_cli import data, evaluate, train
 from typer.core import TyperGroup
 
 
@@ -32,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (train, evaluate):
+for module in (train, evaluate, data):
     module.register(app)
 
 

@@ -21,8 +21,10 @@ or, with a torch ``Dataset`` of ``(x, label)`` pairs and worker processes::
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +106,10 @@ def _as_label_array(labels: Any) -> np.ndarray:
     return array.astype(np.int64, copy=False)
 
 
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _draw_distinct(rng: np.random.Generator, sizes: np.ndarray, k: int) -> np.ndarray:
     """For each row ``r``, ``k`` distinct positions in ``[0, sizes[r])`` in random order.
 
@@ -140,6 +146,7 @@ class EpisodeSampler:
         seed: the seed; the same seed gives the same episodes everywhere.
         skip_small_classes: leave out classes with fewer than ``shots + queries`` items
             instead of raising an error.
+        class_names: optional name of every class id, used only in error messages.
 
     Raises:
         EpisodeError: settings that cannot give a single episode, with a message that says
@@ -155,11 +162,12 @@ class EpisodeSampler:
         episodes: int = 1000,
         seed: int = 0,
         skip_small_classes: bool = False,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         for name, value in (("ways", ways), ("shots", shots), ("episodes", episodes)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if not _is_whole(value) or value < 1:
                 raise EpisodeError(f"{name} must be a positive whole number, got {value!r}")
-        if not isinstance(queries, (int, np.integer)) or queries < 0:
+        if not _is_whole(queries) or queries < 0:
             raise EpisodeError(f"queries must be zero or a positive whole number, got {queries!r}")
         if ways < 2:
             raise EpisodeError("ways must be at least 2: a 1-way episode has nothing to classify")
@@ -175,8 +183,12 @@ class EpisodeSampler:
         small = counts < per_class
         if small.any() and not skip_small_classes:
             worst = int(np.argmin(counts))
+            cid = int(classes[worst])
+            named: object = cid
+            if class_names is not None and cid < len(class_names):
+                named = f"{class_names[cid]!r} (id {cid})"
             raise EpisodeError(
-                f"class {int(classes[worst])} has only {int(counts[worst])} items but shots + "
+                f"class {named} has only {int(counts[worst])} items but shots + "
                 f"queries = {per_class} ({int(small.sum())} of {classes.size} classes are that "
                 "small): lower --shots/--queries, or skip such classes (--skip-small-classes)"
             )
@@ -303,20 +315,18 @@ class EpisodeSampler:
         }
         path = Path(path)
         if path.suffix != ".npz":
-            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                meta=np.array(json.dumps(meta)),
-                support=indices.support,
-                query=indices.query,
-                class_ids=indices.class_ids,
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        return path
+            path = path.with_name(path.name + ".npz")
+        from fewshot.checkpoints import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            meta=np.array(json.dumps(meta)),
+            support=indices.support,
+            query=indices.query,
+            class_ids=indices.class_ids,
+        )
+        return atomic_write_bytes(path, buffer.getvalue())
 
 
 class EpisodeFile:
@@ -336,21 +346,48 @@ class EpisodeFile:
                 self.class_ids = archive["class_ids"].astype(np.int64)
         except FileNotFoundError as err:
             raise FewshotError(f"episode file not found: {path}") from err
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-            raise FewshotError(f"{path} is not a readable episode file ({err})") from err
-        if meta.get("version") != EPISODE_FILE_VERSION:
-            raise FewshotError(f"{path}: unsupported episode file version {meta.get('version')!r}")
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            EOFError,
+            zipfile.BadZipFile,
+            json.JSONDecodeError,
+        ) as err:
+            raise FewshotError(
+                f"{path} is not a readable episode file ({type(err).__name__}: {err}): "
+                "save the episodes again (EpisodeSampler.save)"
+            ) from err
+        if not isinstance(meta, dict) or meta.get("version") != EPISODE_FILE_VERSION:
+            version = meta.get("version") if isinstance(meta, dict) else None
+            raise FewshotError(f"{path}: unsupported episode file version {version!r}")
         self.labels = _as_label_array(labels)
         self.fingerprint = labels_fingerprint(self.labels)
-        if meta["fingerprint"] != self.fingerprint:
+        if meta.get("fingerprint") != self.fingerprint:
             raise FewshotError(
-                f"{path} was drawn for another data set (fingerprint {meta['fingerprint']}, "
+                f"{path} was drawn for another data set (fingerprint {meta.get('fingerprint')}, "
                 f"this one is {self.fingerprint}): use the same data set and split"
             )
-        self.ways, self.shots, self.queries = meta["ways"], meta["shots"], meta["queries"]
-        self.seed, self.n_episodes = meta["seed"], meta["episodes"]
-        if self.support.shape != (self.n_episodes, self.ways, self.shots):
+        try:
+            self.ways, self.shots, self.queries = int(meta["ways"]), int(meta["shots"]), int(meta["queries"])
+            self.seed, self.n_episodes = int(meta["seed"]), int(meta["episodes"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise FewshotError(f"{path} is damaged: its settings are incomplete ({err})") from err
+        n = self.n_episodes
+        if (
+            self.support.shape != (n, self.ways, self.shots)
+            or self.query.shape != (n, self.ways, self.queries)
+            or self.class_ids.shape != (n, self.ways)
+        ):
             raise FewshotError(f"{path} is damaged: its arrays do not match its settings")
+        for items in (self.support, self.query):
+            if items.size and (items.min() < 0 or items.max() >= self.labels.size):
+                raise FewshotError(f"{path} is damaged: item indices outside 0..{self.labels.size - 1}")
+            expected = np.broadcast_to(self.class_ids[:, :, None], items.shape)
+            if not np.array_equal(self.labels[items], expected):
+                raise FewshotError(f"{path} is damaged: items do not belong to their episode's classes")
 
     def __len__(self) -> int:
         return self.n_episodes

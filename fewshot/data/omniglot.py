@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from fewshot.errors import DataError
 
 N_BACKGROUND = 964
 N_CHARACTERS = 1623
+RANDOM_TRAIN = 1200  # characters in the meta-training part of the random split (MAML)
 ROTATIONS = (0, 90, 180, 270)
 SPLITS = ("vinyals", "lake", "random")
 SUBSETS = {
@@ -53,30 +55,42 @@ def omniglot_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def read_alphabets(root: Path) -> list[Alphabet]:
+    """The alphabet table: ``alphabets.tsv``, else derived from the official zips or folders."""
     path = root / "alphabets.tsv"
     if not path.exists():
-        raise DataError(f"{path} is missing: run `fewshot data download omniglot`")
-    with open(path, newline="") as handle:
-        return [
-            Alphabet(row["alphabet"], int(row["first_id"]), int(row["last_id"]), row["set"])
-            for row in csv.DictReader(handle, delimiter="\t")
-        ]
+        from fewshot.data.omniglot_files import official_alphabets
+
+        return [Alphabet(*row) for row in official_alphabets(root)]
+    try:
+        with open(path, newline="") as handle:
+            alphabets = [
+                Alphabet(row["alphabet"], int(row["first_id"]), int(row["last_id"]), row["set"])
+                for row in csv.DictReader(handle, delimiter="\t")
+            ]
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{path} is damaged ({err}): delete it to derive it again from the zips") from err
+    if not alphabets:
+        raise DataError(f"{path} lists no alphabet: delete it to derive it again from the zips")
+    return alphabets
 
 
 def character_names(alphabets: list[Alphabet]) -> list[str]:
-    """``Alphabet/characterNN`` for global ids 1..1623 (index 0 is id 1)."""
-    names = [""] * N_CHARACTERS
+    """``Alphabet/characterNN`` for global ids ``1..n`` (index 0 is id 1; n = 1623 for Omniglot)."""
+    names = [""] * max(a.last_id for a in alphabets)
     for alphabet in alphabets:
         for char_id in range(alphabet.first_id, alphabet.last_id + 1):
             names[char_id - 1] = f"{alphabet.name}/character{char_id - alphabet.first_id + 1:02d}"
+    if "" in names:
+        raise DataError(f"the alphabet table leaves character id {names.index('') + 1} unassigned")
     return names
 
 
-def load_raw_images(root: Path) -> np.ndarray:
-    """All characters as a bool array ``(1623, 20, 105, 105)``, True = paper.
+def load_raw_images(root: Path, n_characters: int = N_CHARACTERS) -> np.ndarray:
+    """All characters as a bool array ``(n_characters, 20, 105, 105)``, True = paper.
 
-    Reads the compact ``.npz`` form; falls back to the official zips or their unpacked
-    folders (see `fewshot.data.omniglot_files`).
+    Row ``r`` is global character id ``r + 1``. Reads the compact ``.npz`` form of each set;
+    falls back to the official zips or their unpacked folders (see
+    `fewshot.data.omniglot_files`).
     """
     parts = []
     for name in ("images_background", "images_evaluation"):
@@ -85,24 +99,35 @@ def load_raw_images(root: Path) -> np.ndarray:
             try:
                 with np.load(npz, allow_pickle=False) as archive:
                     parts.append(archive["images"])
-            except (OSError, ValueError, KeyError) as err:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
                 raise DataError(f"{npz} is damaged ({err}): download it again") from err
         else:
             from fewshot.data.omniglot_files import load_official
 
             parts.append(load_official(root, name))
+    if parts[0].shape[2:] != parts[1].shape[2:]:
+        raise DataError(f"Omniglot in {root}: the two sets have different image sizes")
     images = np.concatenate(parts)
-    if images.shape[:2] != (N_CHARACTERS, 20):
-        raise DataError(f"Omniglot in {root} has shape {images.shape}, expected (1623, 20, ...)")
+    if images.shape[:2] != (n_characters, 20):
+        raise DataError(
+            f"Omniglot in {root} has shape {images.shape}, expected ({n_characters}, 20, ...): "
+            "a file is incomplete, download it again"
+        )
     return images
 
 
-def _to_ink_tensor(images: np.ndarray, image_size: int) -> torch.Tensor:
-    """bool ``(n, H, W)`` paper=True -> float ``(n, 1, s, s)`` ink=1, resized with antialiasing."""
-    ink = torch.from_numpy(~images).float().unsqueeze(1)
-    if ink.shape[-1] != image_size:
-        ink = F.interpolate(ink, size=(image_size, image_size), mode="bilinear", antialias=True)
-    return ink
+def _to_ink_tensor(images: np.ndarray, image_size: int, chunk: int = 512) -> torch.Tensor:
+    """bool ``(n, H, W)`` paper=True -> float ``(n, 1, s, s)`` ink=1, resized with antialiasing.
+
+    Converted in chunks: a float copy of all 32,460 images at 105x105 would take 1.4 GB.
+    """
+    out = torch.empty(images.shape[0], 1, image_size, image_size)
+    for start in range(0, images.shape[0], chunk):
+        ink = torch.from_numpy(~images[start : start + chunk]).to(torch.float32).unsqueeze(1)
+        if ink.shape[-1] != image_size or ink.shape[-2] != image_size:
+            ink = F.interpolate(ink, size=(image_size, image_size), mode="bilinear", antialias=True)
+        out[start : start + chunk] = ink
+    return out
 
 
 def _read_split_file(path: Path) -> list[tuple[str, int]]:
@@ -112,9 +137,14 @@ def _read_split_file(path: Path) -> list[tuple[str, int]]:
             "--data-dir / FEWSHOT_DATA_DIR at a folder with omniglot/splits/vinyals/"
         )
     classes = []
-    for line in path.read_text().split():
+    for number, line in enumerate(path.read_text().split(), start=1):
         character, _, rotation = line.rpartition("/")
-        classes.append((character, int(rotation.removeprefix("rot"))))
+        angle = rotation.removeprefix("rot")
+        if not character or not angle.isdigit() or int(angle) not in ROTATIONS:
+            raise DataError(f"{path}, line {number}: {line!r} is not Alphabet/characterNN/rotDDD")
+        classes.append((character, int(angle)))
+    if not classes:
+        raise DataError(f"split file {path} is empty: download it again")
     return classes
 
 
@@ -135,8 +165,11 @@ def _class_list(
         chars = [names[i - 1] for a in alphabets if a.set == wanted for i in range(a.first_id, a.last_id + 1)]
         angles = ROTATIONS if rotations else (0,)
     else:
-        order = np.random.default_rng(seed).permutation(N_CHARACTERS)
-        chosen = order[:1200] if subset == "train" else order[1200:]
+        n_train = (
+            RANDOM_TRAIN if len(names) == N_CHARACTERS else round(len(names) * RANDOM_TRAIN / N_CHARACTERS)
+        )
+        order = np.random.default_rng(seed).permutation(len(names))
+        chosen = order[:n_train] if subset == "train" else order[n_train:]
         chars = [names[i] for i in sorted(chosen)]
         angles = ROTATIONS if rotations in (None, True) else (0,)
     return [(c, a) for c in chars for a in angles]
@@ -172,6 +205,8 @@ def load_omniglot(
         raise DataError(
             f"unknown subset {subset!r} of the {split} split: choose one of {', '.join(SUBSETS[split])}"
         )
+    if not isinstance(image_size, int) or image_size < 1:
+        raise DataError(f"image size must be a positive whole number, got {image_size!r}")
     root = omniglot_dir(data_dir)
     if not root.exists():
         raise DataError(
@@ -186,16 +221,21 @@ def load_omniglot(
     if unknown:
         raise DataError(f"split names unknown characters, e.g. {unknown[0]!r}")
 
-    raw = load_raw_images(root)
-    rows = np.array([index_of[c] for c, _ in classes])
+    raw = load_raw_images(root, len(names))
+    rows = np.array([index_of[c] for c, _ in classes], dtype=np.int64)
     unique_rows, inverse = np.unique(rows, return_inverse=True)
     base = _to_ink_tensor(raw[unique_rows].reshape(-1, *raw.shape[2:]), image_size)
     base = base.view(len(unique_rows), 20, 1, image_size, image_size)
-    chunks = []
-    for cls, (_, angle) in enumerate(classes):
-        chunks.append(torch.rot90(base[inverse[cls]], k=angle // 90, dims=(-2, -1)))
-    data = torch.cat(chunks) if chunks else torch.empty(0, 1, image_size, image_size)
+    # Class c holds base[inverse[c]] rotated counter-clockwise by its angle; one batch per angle.
+    data = torch.empty(len(classes), 20, 1, image_size, image_size)
+    angles = torch.tensor([a for _, a in classes], dtype=torch.int64)
+    inverse_t = torch.from_numpy(inverse.reshape(-1))
+    for angle in ROTATIONS:
+        chosen = torch.nonzero(angles == angle).flatten()
+        if chosen.numel():
+            data[chosen] = torch.rot90(base[inverse_t[chosen]], k=angle // 90, dims=(-2, -1))
+    data = data.view(-1, 1, image_size, image_size)
     labels = torch.arange(len(classes)).repeat_interleave(20)
     class_names = [f"{c}/rot{a:03d}" for c, a in classes]
     info = {"dataset": "omniglot", "split": split, "subset": subset, "image_size": image_size}
-    return LabeledTensors(data.contiguous(), labels, class_names, info)
+    return LabeledTensors(data, labels, class_names, info)

@@ -12,6 +12,7 @@ from typing import Any
 from fewshot.registry import Registry
 
 ENCODERS: Registry = Registry("encoder")
+ENCODERS.register("clip", "fewshot.encoders.clip:ClipEncoder")
 ENCODERS.register("conv4", "fewshot.encoders.conv4:Conv4")
 ENCODERS.register("identity", "fewshot.encoders.base:IdentityEncoder")
 

@@ -1,0 +1,222 @@
+"""Image folders: one subfolder per class, the main way to bring your own data.
+
+Layout. Every folder that directly contains image files is one class, named by its path
+relative to the root with ``/`` separators, so classes may sit at any depth::
+
+    root/cat/*.jpg                  -> class "cat"
+    root/animals/dog/*.png          -> class "animals/dog"
+    root/animals/*.jpg              -> class "animals" (its own images; "animals/dog" stays separate)
+
+Images directly in ``root`` belong to no class and are skipped (and reported). Hidden files
+and folders (``.name``) are ignored. Image extensions: jpg, jpeg, png, webp, bmp, gif,
+tif, tiff (any case); other files in class folders are skipped and reported.
+
+Splits. Classes (never items) are split into ``train``/``val``/``test`` by ratios such as
+``"0.6,0.2,0.2"``, shuffled with a seed, so the same seed and ratios give the same split on
+every machine. ``subset="all"`` keeps every class. Unreadable images (corrupt, truncated,
+empty, not an image) are skipped and reported in one `SkippedFilesWarning`; a class left
+without a readable image is dropped and reported the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fewshot.data.images import is_image_file
+from fewshot.data.tensors import LabeledTensors
+from fewshot.errors import DataError
+
+SUBSETS = ("train", "val", "test", "all")
+DEFAULT_SPLIT = "0.6,0.2,0.2"
+DEFAULT_IMAGE_SIZE = 84
+
+
+class SkippedFilesWarning(UserWarning):
+    """Some files of an image folder were skipped; the message lists them and why."""
+
+
+@dataclass
+class FolderScan:
+    """What a folder holds: image paths per class and the files that were left out."""
+
+    root: Path
+    classes: dict[str, list[Path]]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def scan_image_folder(root: str | os.PathLike[str]) -> FolderScan:
+    """Find the classes of an image folder (see the module docstring for the layout).
+
+    Returns:
+        `FolderScan` with classes sorted by name and each class's files sorted.
+
+    Raises:
+        DataError: `root` is not a folder, or holds no class folder with an image.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder: give a folder with one subfolder per class")
+    classes: dict[str, list[Path]] = {}
+    skipped: list[tuple[Path, str]] = []
+    for folder, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(folder)
+        files = sorted(here / f for f in filenames if not f.startswith("."))
+        images = [f for f in files if is_image_file(f)]
+        skipped += [(f, "not an image file (extension)") for f in files if not is_image_file(f)]
+        if here == root:
+            skipped += [(f, "image directly in the root folder belongs to no class") for f in images]
+        elif images:
+            classes[here.relative_to(root).as_posix()] = images
+    if not classes:
+        raise DataError(
+            f"no class folder with images in {root}: expected {root}/<class>/<image>.jpg "
+            "(one subfolder per class)"
+        )
+    return FolderScan(root, dict(sorted(classes.items())), skipped)
+
+
+def parse_ratios(split: str | None) -> tuple[float, float, float]:
+    """``"0.6,0.2,0.2"`` -> ``(0.6, 0.2, 0.2)`` (train, val, test), normalised to sum 1.
+
+    Two numbers mean train and test (no val). Raises `DataError` on anything else.
+    """
+    text = DEFAULT_SPLIT if split is None else split
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 2:
+        values = [values[0], 0.0, values[1]]
+    if len(values) != 3 or any(not np.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+        raise DataError(
+            f"bad split {text!r} for an image folder: give class ratios train,val,test such as 0.6,0.2,0.2"
+        )
+    total = sum(values)
+    return values[0] / total, values[1] / total, values[2] / total
+
+
+def split_classes(names: list[str], split: str | None, seed: int = 0) -> dict[str, list[str]]:
+    """Class-disjoint ``train``/``val``/``test`` lists of class names, from ratios and a seed.
+
+    Class counts are the ratios times the number of classes, rounded so that they add up and
+    every part with a non-zero ratio gets at least one class when there are enough classes.
+    """
+    ratios = parse_ratios(split)
+    n = len(names)
+    wanted = [r > 0 for r in ratios]
+    if n < sum(wanted):
+        raise DataError(
+            f"{n} classes cannot be split into {sum(wanted)} non-empty parts ({split or DEFAULT_SPLIT}): "
+            "add classes, or use --subset all"
+        )
+    counts = np.floor(np.array(ratios) * n).astype(int)
+    for i in np.argsort(-(np.array(ratios) * n - counts), kind="stable"):
+        if counts.sum() >= n:
+            break
+        counts[i] += 1
+    for i in range(3):  # a part that was asked for gets one class, taken from the largest part
+        if wanted[i] and counts[i] == 0:
+            counts[int(np.argmax(counts))] -= 1
+            counts[i] = 1
+    order = np.random.default_rng(seed).permutation(n)
+    ordered = sorted(names)
+    shuffled = [ordered[i] for i in order]
+    bounds = np.cumsum([0, *counts])
+    return {
+        part: sorted(shuffled[bounds[i] : bounds[i + 1]]) for i, part in enumerate(("train", "val", "test"))
+    }
+
+
+def _summary(skipped: list[tuple[Path, str]], root: Path, shown: int = 5) -> str:
+    lines = [f"{path}: {reason}" for path, reason in skipped[:shown]]
+    more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"skipped {len(skipped)} file(s) in {root}: " + "; ".join(lines) + more
+
+
+def load_image_folder(
+    root: str | os.PathLike[str],
+    subset: str = "all",
+    split: str | None = None,
+    seed: int = 0,
+    transform: Callable | None = None,
+    image_size: int | None = None,
+    workers: int | None = None,
+    batch_size: int = 64,
+) -> LabeledTensors:
+    """Load one class-disjoint part of an image folder into memory.
+
+    Args:
+        root: the folder (one subfolder per class, at any depth).
+        subset: ``train``, ``val``, ``test`` (a part of the split) or ``all``.
+        split: class ratios ``"train,val,test"`` (default ``0.6,0.2,0.2``); ignored for ``all``.
+        seed: shuffles classes before splitting; use the same seed for training and testing.
+        transform: PIL image -> tensor ``(C, H, W)``; default RGB resized to `image_size`
+            (84 when not given), see `fewshot.data.transforms.image_transform`.
+        workers: decoding processes (None: up to 8; 0: decode in this process).
+
+    Returns:
+        `LabeledTensors` with ``data`` ``(n, C, H, W)``, labels ``0..n_classes-1`` in class
+        name order, and ``info["skipped"]`` the number of files left out.
+
+    Raises:
+        DataError: bad subset/split, no classes, or no readable image in the chosen classes.
+    """
+    import torch
+
+    from fewshot.data.images import stream_images
+    from fewshot.data.transforms import image_transform
+
+    if subset not in SUBSETS:
+        raise DataError(f"unknown subset {subset!r} of an image folder: choose one of {', '.join(SUBSETS)}")
+    scan = scan_image_folder(root)
+    if subset == "all":
+        chosen = list(scan.classes)
+    else:
+        chosen = split_classes(list(scan.classes), split, seed)[subset]
+        if not chosen:
+            raise DataError(
+                f"the {subset} part of split {split or DEFAULT_SPLIT} has no class: give it a non-zero ratio"
+            )
+    if transform is None:
+        transform = image_transform(image_size or DEFAULT_IMAGE_SIZE, channels=3, invert=False)
+    paths = [p for name in chosen for p in scan.classes[name]]
+    class_of = {p: i for i, name in enumerate(chosen) for p in scan.classes[name]}
+    images, labels, skipped = [], [], list(scan.skipped)
+    for batch in stream_images(paths, transform, batch_size=batch_size, workers=workers):
+        skipped += batch.failures
+        if batch.images is not None:
+            images.append(batch.images)
+            labels += [class_of[p] for p in batch.paths]
+    present = sorted(set(labels))
+    empty = [chosen[i] for i in range(len(chosen)) if i not in set(present)]
+    skipped += [(scan.root / name, "class has no readable image") for name in empty]
+    if skipped:
+        warnings.warn(_summary(skipped, scan.root), SkippedFilesWarning, stacklevel=2)
+    if not images:
+        raise DataError(f"no readable image in the {subset} classes of {scan.root}")
+    shapes = {tuple(x.shape[1:]) for x in images}
+    if len(shapes) > 1:
+        raise DataError(f"the transform gave images of several shapes {sorted(shapes)}: it must resize")
+    # Relabel 0..k-1 over the classes that kept at least one image, in name order.
+    remap = {old: new for new, old in enumerate(present)}
+    return LabeledTensors(
+        torch.cat(images),
+        torch.tensor([remap[y] for y in labels], dtype=torch.int64),
+        [chosen[i] for i in present],
+        {
+            "dataset": "folder",
+            "root": str(scan.root),
+            "subset": subset,
+            "split": None if subset == "all" else (split or DEFAULT_SPLIT),
+            "seed": seed,
+            "image_size": int(images[0].shape[-1]),
+            "skipped": len(skipped),
+        },
+    )

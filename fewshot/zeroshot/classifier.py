@@ -1,0 +1,168 @@
+"""Zero-shot classification: a ProtoNet whose prototypes come from text.
+
+Class embedding = mean of the L2-normalised embeddings of the class's prompts (one per
+template), normalised again; logits = ``logit_scale * cos(image, class)`` computed by the shared
+`fewshot.scoring.prototype_logits` (the CLIP recipe, as open_clip's zero-shot classifier).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fewshot.errors import CheckpointError, FewshotError
+from fewshot.learners.base import FewShotLearner
+from fewshot.scoring import prototype_logits
+from fewshot.zeroshot.templates import fill, load_templates
+
+CLASS_EMBEDDINGS_FORMAT = "fewshot-class-embeddings"
+
+
+def check_class_names(class_names: list[str] | tuple[str, ...]) -> list[str]:
+    """Stripped class names; raises on none, empty or duplicate names."""
+    names = [str(n).strip() for n in class_names]
+    if not names:
+        raise FewshotError("no class names given")
+    if any(not n for n in names):
+        raise FewshotError("class names must not be empty")
+    seen: set[str] = set()
+    duplicates = sorted({n for n in names if n in seen or seen.add(n)})
+    if duplicates:
+        raise FewshotError(f"duplicate class names: {', '.join(duplicates)}")
+    return names
+
+
+def parse_class_names(
+    labels: str | None = None, labels_file: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """Class names from ``"cat,dog,bird"`` or a file with one name per line (``#`` comments)."""
+    if (labels is None) == (labels_file is None):
+        raise FewshotError("give the classes with either --labels 'a,b,c' or --labels-file FILE")
+    if labels is not None:
+        return check_class_names([n for n in labels.split(",") if n.strip()] or [""])
+    path = Path(labels_file).expanduser()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise FewshotError(f"cannot read labels file {path}: {err}") from err
+    return check_class_names([ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")] or [""])
+
+
+class ZeroShotClassifier(FewShotLearner):
+    """Classify images among `class_names` from text alone.
+
+    Args:
+        encoder: a `ClipEncoder` (anything with ``encode``, ``encode_text`` and ``logit_scale``).
+        class_names: the C classes, in output order.
+        templates: a template-set name (``simple``, ``imagenet``, ``photo``, ``name``), a file,
+            or a list of strings with one ``{}`` each.
+        scale: logit scale; None uses the encoder's learned ``logit_scale``.
+
+    ``fit()`` embeds the prompts: ``prototypes_`` ``(C, d)`` normalised. ``logits(x)``:
+    images ``(M, 3, H, W)`` -> ``(M, C)``; ``logits_embeddings(z)``: ``(M, d)`` -> ``(M, C)``.
+    """
+
+    frozen_encoder = True
+
+    def __init__(
+        self,
+        encoder,
+        class_names: list[str] | tuple[str, ...],
+        templates: str | list[str] | tuple[str, ...] | None = "simple",
+        scale: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.class_names = check_class_names(class_names)
+        self.templates = load_templates(templates)
+        self.scale = scale
+        self.prototypes_: torch.Tensor | None = None
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.scale if self.scale is not None else self.encoder.logit_scale)
+
+    @torch.no_grad()
+    def class_embeddings(self) -> torch.Tensor:
+        """``(C, d)``: per class, the normalised mean of its normalised prompt embeddings."""
+        prompts = [fill(t, name) for name in self.class_names for t in self.templates]
+        z = self.encoder.encode_text(prompts).float()
+        z = z.reshape(len(self.class_names), len(self.templates), -1).mean(1)
+        return F.normalize(z, dim=-1)
+
+    def fit(self, support_x: torch.Tensor | None = None, support_y: torch.Tensor | None = None):
+        """Embed the class prompts (support items are not used: this is zero-shot). Returns self."""
+        self.prototypes_ = self.class_embeddings()
+        return self
+
+    def logits_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
+        """Logits ``(M, C)`` of image embeddings ``(M, d)``."""
+        self._check_fitted("prototypes_")
+        prototypes = self.prototypes_.to(query_z.device)
+        return prototype_logits(query_z.float(), prototypes, metric="cosine", scale=self.logit_scale)
+
+    def logits(self, query_x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(M, C)`` of preprocessed images ``(M, 3, H, W)``."""
+        return self.logits_embeddings(self.encoder.encode(query_x))
+
+    def config(self) -> dict:
+        return {"class_names": list(self.class_names), "templates": list(self.templates), "scale": self.scale}
+
+    def _encoder_identity(self) -> dict:
+        config = getattr(self.encoder, "config", dict)()
+        pretrained = getattr(self.encoder, "pretrained", None)
+        if pretrained and Path(pretrained).is_file():
+            pretrained = Path(pretrained).name  # the same weights wherever the package is installed
+        return {"model": config.get("model"), "pretrained": pretrained}
+
+    def save_class_embeddings(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``prototypes_`` ``(C, d)`` with class names, templates and model (safetensors, atomic)."""
+        from safetensors.torch import save
+
+        from fewshot.checkpoints import atomic_write_bytes
+
+        self._check_fitted("prototypes_")
+        meta = {
+            "format": CLASS_EMBEDDINGS_FORMAT,
+            **self.config(),
+            **self._encoder_identity(),
+        }
+        payload = save(
+            {"class_embeddings": self.prototypes_.detach().float().cpu().contiguous()},
+            metadata={"fewshot": json.dumps(meta)},
+        )
+        return atomic_write_bytes(path, payload)
+
+    @classmethod
+    def from_class_embeddings(cls, encoder, path: str | os.PathLike[str]) -> ZeroShotClassifier:
+        """A fitted classifier from a file written by `save_class_embeddings` for the same model.
+
+        Raises:
+            CheckpointError: unreadable file, or made with another model or embedding size.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import safe_open
+
+        path = Path(path).expanduser()
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                meta = json.loads((handle.metadata() or {})["fewshot"])
+                prototypes = handle.get_tensor("class_embeddings")
+        except (OSError, SafetensorError, KeyError, ValueError) as err:
+            raise CheckpointError(f"{path} is not a readable class-embeddings file: {err}") from err
+        if meta.get("format") != CLASS_EMBEDDINGS_FORMAT:
+            raise CheckpointError(f"{path} is not a fewshot class-embeddings file")
+        self = cls(encoder, meta["class_names"], meta["templates"], meta.get("scale"))
+        mine = self._encoder_identity()
+        theirs = {"model": meta.get("model"), "pretrained": meta.get("pretrained")}
+        if mine != theirs or prototypes.shape != (len(self.class_names), encoder.embed_dim):
+            raise CheckpointError(
+                f"{path} was made with {theirs['model']} ({theirs['pretrained']}), "
+                f"not {mine['model']} ({mine['pretrained']}): rebuild it with this model"
+            )
+        self.prototypes_ = prototypes.float()
+        return self
