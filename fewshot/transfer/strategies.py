@@ -78,18 +78,26 @@ def encoder_blocks(encoder: nn.Module) -> list[nn.Module]:
     return children
 
 
+def image_tower(encoder: nn.Module) -> nn.Module:
+    """The part of the encoder that embeds images: a CLIP encoder's ``model.visual`` (its text
+    tower and logit scale are never fine-tuned), otherwise the encoder itself."""
+    visual = _get_path(encoder, "model.visual")
+    return visual if visual is not None and hasattr(encoder, "encode_text") else encoder
+
+
 def block_parameters(encoder: nn.Module) -> list[list[nn.Parameter]]:
-    """Every encoder parameter, grouped by block (see the module docstring for leftovers)."""
+    """The image tower's parameters, grouped by block (see the module docstring for leftovers)."""
     blocks = encoder_blocks(encoder)
+    tower = image_tower(encoder)
     if not blocks:
-        return [list(encoder.parameters())]
+        return [list(tower.parameters())]
     owner = {}
     for i, block in enumerate(blocks):
         for p in block.parameters():
             owner.setdefault(id(p), i)
     groups: list[list[nn.Parameter]] = [[] for _ in blocks]
     seen_block = False
-    for name, p in encoder.named_parameters():
+    for name, p in tower.named_parameters():
         if id(p) in owner:
             groups[owner[id(p)]].append(p)
             seen_block = True
@@ -101,7 +109,11 @@ def block_parameters(encoder: nn.Module) -> list[list[nn.Parameter]]:
 
 
 def set_trainable_blocks(encoder: nn.Module, n_trainable: int) -> None:
-    """Freeze all encoder blocks but the last ``n_trainable`` (0 freezes the whole encoder)."""
+    """Freeze all encoder blocks but the last ``n_trainable`` (0 freezes the whole encoder).
+
+    Parameters outside the image tower (a CLIP text tower) are always frozen.
+    """
+    encoder.requires_grad_(False)
     groups = block_parameters(encoder)
     first = len(groups) - max(0, min(n_trainable, len(groups)))
     for i, group in enumerate(groups):
