@@ -80,6 +80,10 @@ class FakeClip(Encoder):
         self.embed_dim = 4
         self.model = nn.Module()
         self.model.visual = FakeVisual()
+        self.model.text = nn.Linear(4, 4)
+
+    def encode_text(self, texts):
+        raise NotImplementedError
 
 
 def test_blocks_of_known_encoders_and_fallback():
@@ -95,7 +99,10 @@ def test_blocks_of_known_encoders_and_fallback():
     ids = [{id(p) for p in g} for g in groups]
     assert id(visual.conv1.weight) in ids[0]  # stem goes with the first block
     assert id(visual.proj) in ids[-1] and id(visual.ln_post.weight) in ids[-1]  # head side with the last
-    assert sum(len(g) for g in groups) == len(list(clip.parameters()))
+    assert sum(len(g) for g in groups) == len(list(visual.parameters()))
+    set_trainable_blocks(clip, 3)
+    assert all(p.requires_grad for p in visual.parameters())
+    assert not any(p.requires_grad for p in clip.model.text.parameters())  # the text tower stays frozen
 
 
 def test_schedules():
