@@ -41,7 +41,7 @@ class Finetune(FewShotLearner):
         steps: int = 100,
         lr: float = 0.01,
         train_last_block: bool = False,
-        block_lr: float = 1e-3,
+        block_lr: float = 1e-4,
         scale: float = 10.0,
         weight_decay: float = 1e-3,
     ) -> None:

@@ -10,9 +10,10 @@ where ``W`` are the text prototypes of the episode's classes and ``s`` the CLIP 
 Choosing ``alpha`` and ``beta`` uses the support set only, never the queries: every pair of
 the grids is scored by leave-one-out on the support set (each support item is classified by
 the zero-shot logits plus the cache of the *other* support items) and the pair with the
-lowest leave-one-out cross-entropy wins. With one shot, leaving an item out empties its
-class's cache, so the search is uninformative: the paper's defaults (``alpha=1``,
-``beta=5.5``) are used instead.
+lowest leave-one-out cross-entropy wins (each class's cache sum rescaled to the full shot
+count, since leaving an item out leaves its own class one item short). With one shot,
+leaving an item out empties its class's cache, so the search is uninformative: the paper's
+defaults (``alpha=1``, ``beta=5.5``) are used instead.
 
 Tip-Adapter-F (``train_steps > 0``) then trains the keys, initialised from the support
 embeddings, with AdamW on the support set's cross-entropy (the text prototypes and the
@@ -93,7 +94,12 @@ class TipAdapter(ZeroShot):
         alphas = torch.tensor(self.alphas, device=features.device).view(-1, 1, 1, 1)
         weights = torch.exp(-betas * (1 - affinity))  # (B, n, n)
         weights = weights * (1 - torch.eye(affinity.shape[0], device=features.device))  # leave self out
-        logits = zero_shot + alphas * (weights @ values)  # (A, B, n, N)
+        # Leaving an item out leaves its class one item short: rescale every class's cache sum to
+        # the full shot count, or the search would be biased against the item's own class.
+        counts = values.sum(0)  # (N,)
+        present = counts - values  # (n, N): items of each class in the cache of item i
+        loo = (weights @ values) * counts / present.clamp(min=1)
+        logits = zero_shot + alphas * loo  # (A, B, n, N)
         n_classes = zero_shot.shape[1]
         losses = F.cross_entropy(
             logits.reshape(-1, n_classes), labels.repeat(len(self.alphas) * len(self.betas)), reduction="none"

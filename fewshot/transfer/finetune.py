@@ -60,6 +60,7 @@ class FinetuneConfig:
     patience: int = 5  # epochs without improvement before stopping; 0 = never stop early
     unfreeze_every: int = 2  # gradual: epochs per phase
     normalize: bool = False  # L2-normalise embeddings before the head
+    head_init: str = "prototypes"  # "prototypes": start as nearest class mean; "random"
     seed: int = 0
     device: str = "auto"
     mixed_precision: bool = True  # CUDA only
@@ -72,6 +73,8 @@ class FinetuneConfig:
                 raise FewshotError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.head_lr <= 0:
             raise FewshotError("learning rates must be positive")
+        if self.head_init not in ("prototypes", "random"):
+            raise FewshotError(f"head_init must be 'prototypes' or 'random', got {self.head_init!r}")
         if not 0 < self.val_fraction < 1:
             raise FewshotError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
 
@@ -152,6 +155,24 @@ def accuracy(model: Classifier, data: LabeledTensors, device: torch.device, batc
     return correct / max(1, len(data))
 
 
+@torch.no_grad()
+def init_head_with_prototypes(model: Classifier, data: LabeledTensors, device: torch.device) -> None:
+    """Set the head to nearest class mean on the head's inputs: ``W = 2 mu``, ``b = -||mu||^2``.
+
+    Training then starts from ProtoNet's classifier (as Proto-MAML does) instead of a random
+    head whose first gradients would disturb the pretrained features.
+    """
+    model.eval()
+    z = model.encoder.encode_batched(data.data).to(device)
+    feats = model.features(z)
+    n = len(model.class_names)
+    labels = data.labels.to(device)
+    sums = torch.zeros(n, feats.shape[1], device=device).index_add_(0, labels, feats)
+    means = sums / torch.bincount(labels, minlength=n).clamp(min=1).unsqueeze(1)
+    model.head.weight.copy_(2 * means)
+    model.head.bias.copy_(-means.pow(2).sum(-1))
+
+
 def finetune(
     encoder: torch.nn.Module,
     data: LabeledTensors,
@@ -186,6 +207,8 @@ def finetune(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = Classifier(encoder, data.class_names, normalize=config.normalize).to(device)
+    if config.head_init == "prototypes":
+        init_head_with_prototypes(model, data, device)
     n_blocks = len(block_parameters(encoder))
     trainable_blocks_at(config.strategy, n_blocks, config.freeze, 0, config.unfreeze_every)  # validates
     optimizer = torch.optim.AdamW(
