@@ -242,3 +242,20 @@ def test_frozen_classifiers_on_a_labelled_set_match_their_learners(method):
         torch.testing.assert_close(got - learner.scale, expected, rtol=1e-4, atol=1e-4)
     for k, v in encoder.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+def test_head_starts_as_nearest_class_mean():
+    from fewshot.learners.classifier import Classifier
+    from fewshot.transfer.finetune import init_head_with_prototypes
+
+    data = pattern_images()
+    encoder = small_conv4().eval()
+    model = Classifier(encoder, data.class_names)
+    init_head_with_prototypes(model, data, torch.device("cpu"))
+    z = encoder.encode_batched(data.data)
+    means = torch.stack([z[data.labels == c].mean(0) for c in range(4)])
+    nearest = torch.cdist(z, means).argmin(-1)
+    with torch.no_grad():
+        assert torch.equal(model.logits(data.data).argmax(-1), nearest)
+    with pytest.raises(FewshotError, match="head_init"):
+        FinetuneConfig(head_init="zeros").check()
