@@ -255,8 +255,14 @@ class EpisodeSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         """Flat index lists (support then query, grouped by class): a DataLoader batch sampler."""
-        for ep in self.iter_indices():
-            yield np.concatenate([ep.support, ep.query], axis=1).reshape(-1).tolist()
+        for start in range(0, len(self), BLOCK):
+            block = self.sample_indices(start, min(BLOCK, len(self) - start))
+            # one conversion per block: (B, N, K+Q) -> B lists of N*(K+Q) ints
+            yield from (
+                np.concatenate([block.support, block.query], axis=2)
+                .reshape(block.support.shape[0], -1)
+                .tolist()
+            )
 
     # -- building episodes -------------------------------------------------------------------
 

@@ -91,6 +91,12 @@ def test_download_verifies_writes_and_loads(tmp_path, served):
     # a second run keeps valid files and fetches nothing
     download_omniglot(tmp_path, files=specs, progress=False, opener=_refuse, log=messages.append)
     assert any("present and valid" in m for m in messages)
+    # with the compact .npz forms present, the zips are not needed
+    for name in ("images_background.zip", "images_evaluation.zip"):
+        (root / name).unlink()
+    download_omniglot(tmp_path, files=specs, progress=False, opener=_refuse, log=messages.append)
+    assert any("images_background.zip not needed" in m for m in messages)
+    assert load_omniglot("lake", "background", tmp_path, image_size=12).n_classes == 5
 
 
 def _refuse(url, timeout):

@@ -31,8 +31,13 @@ def folder(tmp_path):
         for j, ext in enumerate(["png", "jpg", "webp"]):
             _image(root / name / f"{j}.{ext}", 40 * i + j)
     _image(root / "birds" / "parrot.bmp", 200)  # "birds" itself holds an image: its own class
+    (root / "fish" / "2.webp").unlink()
+    _image(root / "fish" / "2.GIF", 162, fmt="GIF")
+    _image(root / "fish" / "3.tiff", 163)
+    (root / "fish" / "3.tiff").rename(root / "fish" / "3.TIF")
     (root / "cat" / "broken.png").write_bytes(b"\x89PNG not really")
     (root / "dog" / "notes.txt").write_text("not an image")
+    (root / "empty").mkdir()
     (root / ".hidden").mkdir()
     _image(root / ".hidden" / "x.png", 1)
     _image(root / "stray.png", 1)  # directly in the root: no class
@@ -44,17 +49,20 @@ def test_scan_finds_nested_classes_and_reports_non_images(folder):
     assert list(scan.classes) == ["birds", "birds/crow", "birds/owl", "cat", "dog", "fish"]
     assert len(scan.classes["cat"]) == 4 and len(scan.classes["birds"]) == 1
     reasons = {p.name: r for p, r in scan.skipped}
-    assert set(reasons) == {"notes.txt", "stray.png"}
+    assert set(reasons) == {"notes.txt", "stray.png", "empty"}
+    assert reasons["empty"] == "folder holds no image"
 
 
 def test_load_all_skips_and_reports_bad_files(folder):
-    with pytest.warns(SkippedFilesWarning, match=r"skipped 3 file\(s\).*broken.png") as record:
+    with pytest.warns(SkippedFilesWarning, match=r"skipped 4 file\(s\).*broken.png") as record:
         data = load_image_folder(folder, "all", image_size=16, workers=0)
     message = str(record[0].message)
     assert "notes.txt" in message and "stray.png" in message
     assert data.class_names == ["birds", "birds/crow", "birds/owl", "cat", "dog", "fish"]
-    assert data.data.shape == (16, 3, 16, 16) and data.info["skipped"] == 3
-    assert torch.equal(torch.bincount(data.labels), torch.tensor([1, 3, 3, 3, 3, 3]))
+    assert data.data.shape == (17, 3, 16, 16) and data.info["skipped"] == 4
+    fish = data.data[data.labels == data.class_names.index("fish")]
+    assert sorted(round(float(x.mean()) * 255) for x in fish) == [160, 161, 162, 163]  # png jpg gif tif
+    assert torch.equal(torch.bincount(data.labels), torch.tensor([1, 3, 3, 3, 3, 4]))
     # pixel values survive: the cat class (i=0) has grey levels 0,1,2
     cat = data.data[data.labels == data.class_names.index("cat")]
     assert sorted(round(float(x.mean()) * 255) for x in cat) == [0, 1, 2]

@@ -185,7 +185,8 @@ def download_omniglot(
 ) -> Path:
     """Fetch and verify Omniglot into ``<data_dir>/omniglot``; returns that folder.
 
-    Files already present and valid are kept (``force=True`` fetches them again).
+    Files already present and valid are kept, and a zip is not fetched when its ``.npz`` form
+    is there (``force=True`` fetches everything again).
     `opener` defaults to ``urllib.request.urlopen`` and `files` to `OMNIGLOT_FILES`.
 
     Raises:
@@ -203,6 +204,10 @@ def download_omniglot(
         raise DataError(f"cannot create {root} ({err}): choose another --data-dir") from err
     for spec in files:
         target = root / spec.target
+        compact_form = target.with_suffix(".npz")
+        if target.suffix == ".zip" and compact_form.exists() and not force:
+            log(f"{compact_form}: present, {target.name} not needed")
+            continue
         if target.exists() and not force:
             try:
                 verify(target, spec)
@@ -213,6 +218,7 @@ def download_omniglot(
         fetch(spec, root, data_dir, opener, timeout, progress)
         log(f"{target}: downloaded and verified")
     if force or not (root / "alphabets.tsv").exists():
+        # needs the zips (or folders): with only .npz files present, alphabets.tsv must be there
         write_alphabets_tsv(official_alphabets(root), root / "alphabets.tsv")
         log(f"{root / 'alphabets.tsv'}: written")
     if compact:

@@ -7,9 +7,10 @@ relative to the root with ``/`` separators, so classes may sit at any depth::
     root/animals/dog/*.png          -> class "animals/dog"
     root/animals/*.jpg              -> class "animals" (its own images; "animals/dog" stays separate)
 
-Images directly in ``root`` belong to no class and are skipped (and reported). Hidden files
-and folders (``.name``) are ignored. Image extensions: jpg, jpeg, png, webp, bmp, gif,
-tif, tiff (any case); other files in class folders are skipped and reported.
+Images directly in ``root`` belong to no class and are skipped (and reported), as are
+folders without subfolders that hold no image. Hidden files and folders (``.name``) are
+ignored. Image extensions: jpg, jpeg, png, webp, bmp, gif, tif, tiff (any case); other files
+in class folders are skipped and reported.
 
 Splits. Classes (never items) are split into ``train``/``val``/``test`` by ratios such as
 ``"0.6,0.2,0.2"``, shuffled with a seed, so the same seed and ratios give the same split on
@@ -74,6 +75,8 @@ def scan_image_folder(root: str | os.PathLike[str]) -> FolderScan:
             skipped += [(f, "image directly in the root folder belongs to no class") for f in images]
         elif images:
             classes[here.relative_to(root).as_posix()] = images
+        elif not dirnames:
+            skipped.append((here, "folder holds no image"))
     if not classes:
         raise DataError(
             f"no class folder with images in {root}: expected {root}/<class>/<image>.jpg "
@@ -137,7 +140,7 @@ def split_classes(names: list[str], split: str | None, seed: int = 0) -> dict[st
 def _summary(skipped: list[tuple[Path, str]], root: Path, shown: int = 5) -> str:
     lines = [f"{path}: {reason}" for path, reason in skipped[:shown]]
     more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
-    return f"skipped {len(skipped)} file(s) in {root}: " + "; ".join(lines) + more
+    return f"skipped {len(skipped)} file(s) or folder(s) in {root}: " + "; ".join(lines) + more
 
 
 def load_image_folder(

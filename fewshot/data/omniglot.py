@@ -11,6 +11,11 @@ Protocols (``split``, ``subset``):
 
 Images are resized to ``image_size`` (28 by default) with ink = 1 and paper = 0, shaped
 ``(n, 1, image_size, image_size)`` float32.
+
+Files, in ``<data_dir>/omniglot/``: ``images_background`` and ``images_evaluation`` as the
+compact ``.npz`` form, the official ``.zip`` files, or their unpacked folders (see
+`fewshot.data.omniglot_files`); ``alphabets.tsv`` (derived from the zips when missing); and
+``splits/vinyals/*.txt`` for the Vinyals split. ``fewshot data download omniglot`` fetches them.
 """
 
 from __future__ import annotations
