@@ -65,12 +65,17 @@ def finetune_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Fine-tune an encoder plus a new head on labelled data; write a classifier for `fewshot predict`."""
-    from fewshot.checkpoints import learner_metadata, save_checkpoint
+    from fewshot.checkpoints import save_checkpoint
     from fewshot.device import resolve_device
     from fewshot.errors import FewshotError
     from fewshot.transfer.export import FROZEN_STRATEGIES, fit_frozen_classifier
     from fewshot.transfer.finetune import FinetuneConfig, accuracy, finetune, split_items
-    from fewshot.transfer.sources import load_for_encoder, preprocessing_record, resolve_encoder
+    from fewshot.transfer.sources import (
+        classifier_metadata,
+        load_for_encoder,
+        preprocessing_record,
+        resolve_encoder,
+    )
     from fewshot.transfer.strategies import STRATEGIES
 
     if strategy not in STRATEGIES + FROZEN_STRATEGIES:
@@ -110,7 +115,7 @@ def finetune_command(
         model = fit_frozen_classifier(source.encoder.to(torch_device).eval(), train_items, strategy)
         val_acc = accuracy(model, val_items, torch_device)
         meta = {
-            **learner_metadata("classifier", source.name, model),
+            **classifier_metadata(source.name, model),
             **extra,
             "finetune": {"strategy": strategy, "val_fraction": val_fraction, "seed": seed},
             "dataset": items.info,

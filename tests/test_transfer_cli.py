@@ -185,3 +185,26 @@ def test_clip_methods_compare_on_an_image_folder(folder):
         "simpleshot",
     }
     assert all(0.0 <= r["mean"] <= 1.0 for r in rows)
+
+
+def test_finetune_a_clip_image_tower(folder, tmp_path):
+    pytest.importorskip("open_clip")
+    out = tmp_path / "clip-ft.safetensors"
+    args = [
+        "finetune",
+        str(folder),
+        "--encoder",
+        "clip",
+        "--clip-model",
+        "micro-clip",
+        "--pretrained",
+        "none",
+    ]
+    args += ["--strategy", "partial", "--freeze", "1", "--epochs", "2", "--device", "cpu", "--no-progress"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model, meta = load_learner(out)
+    assert meta["encoder"] == "clip" and meta["encoder_config"]["pretrained"] is None
+    assert meta["preprocessing"]["image_size"] == 32 and len(meta["preprocessing"]["mean"]) == 3
+    assert model.class_names == ["apple", "leaf", "sky", "sun"]
+    assert model.logits(torch.rand(2, 3, 32, 32)).shape == (2, 4)

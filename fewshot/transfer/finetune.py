@@ -22,11 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fewshot.checkpoints import learner_metadata, save_checkpoint
+from fewshot.checkpoints import save_checkpoint
 from fewshot.data.tensors import LabeledTensors
 from fewshot.device import autocast_dtype, resolve_device
 from fewshot.errors import DataError, FewshotError
 from fewshot.learners.classifier import Classifier
+from fewshot.transfer.sources import classifier_metadata
 from fewshot.transfer.strategies import (
     STRATEGIES,
     block_parameters,
@@ -219,7 +220,7 @@ def finetune(
     generator = torch.Generator().manual_seed(config.seed)
 
     meta = {
-        **learner_metadata("classifier", encoder_name, model),
+        **classifier_metadata(encoder_name, model),
         **(metadata or {}),
         "finetune": {k: v for k, v in asdict(config).items() if k != "device"},
         "dataset": data.info,

@@ -128,3 +128,19 @@ def preprocessing_record(source: EncoderSource) -> dict | None:
         if type(step).__name__ == "Normalize":
             record["mean"], record["std"] = [float(v) for v in step.mean], [float(v) for v in step.std]
     return record
+
+
+def classifier_metadata(encoder_name: str, model: Any) -> dict:
+    """`learner_metadata` for a fine-tuned `Classifier`.
+
+    Its file holds every weight, so a CLIP encoder is rebuilt with ``pretrained=None`` (no
+    download when loading); the weights it started from are kept as ``pretrained_from``.
+    """
+    from fewshot.checkpoints import learner_metadata
+
+    meta = learner_metadata("classifier", encoder_name, model)
+    config = meta["encoder_config"]
+    if "pretrained" in config and config["pretrained"] is not None:
+        meta["pretrained_from"] = config["pretrained"]
+        meta["encoder_config"] = {**config, "pretrained": None}
+    return meta
