@@ -8,7 +8,7 @@ Modules import nothing heavy at import time, so ``fewshot --help`` stays instant
 from __future__ import annotations
 
 import typer
-from fewshot_cli import compare, data, evaluate, finetune, train
+from fewshot_cli import compare, data, evaluate, finetune, label, predict, train
 from typer.core import TyperGroup
 
 
@@ -32,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (train, evaluate, data, finetune, compare):
+for module in (train, evaluate, predict, data, label, finetune, compare):
     module.register(app)
 
 

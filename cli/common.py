@@ -53,3 +53,37 @@ def check_choice(value: str, choices: list[str], what: str) -> str:
     if value not in choices:
         raise FewshotError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
     return value
+
+
+ClipModel = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="open_clip architecture (ViT-B-32, ViT-L-14, ...; 'micro-clip' works offline) "
+        "or a path to an open_clip model-config JSON.",
+    ),
+]
+ClipPretrained = Annotated[
+    str,
+    typer.Option(
+        "--pretrained",
+        help="open_clip tag (laion2b_s34b_b79k, openai, ...), a local weights file, 'default' "
+        "(laion2b_s34b_b79k for ViT-B-32, the shipped weights for micro-clip) or 'none' (random).",
+    ),
+]
+Precision = Annotated[
+    str,
+    typer.Option("--precision", help="auto (mixed bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16."),
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
+Workers = Annotated[
+    int | None,
+    typer.Option("--workers", help="Image-decoding processes (default: up to 8; 0 decodes in-process)."),
+]
+
+
+def clip_encoder(model: str, pretrained: str, device: str, precision: str):
+    """The `ClipEncoder` the CLIP options describe (imports open_clip)."""
+    from fewshot.encoders.clip import ClipEncoder
+
+    return ClipEncoder(model=model, pretrained=pretrained, device=device, precision=precision)

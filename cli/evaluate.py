@@ -8,16 +8,21 @@ from typing import Annotated
 
 import typer
 from fewshot_cli.common import (
+    ClipModel,
+    ClipPretrained,
     DataDir,
     Dataset,
     Device,
     ImageSize,
+    Precision,
     Queries,
     Seed,
     Shots,
     Split,
     Ways,
 )
+
+SIZED_ENCODERS = ("conv4", "resnet12", "identity")  # built to the data's shape
 
 
 def eval_command(
@@ -26,11 +31,32 @@ def eval_command(
     queries: Queries = 15,
     episodes: Annotated[int, typer.Option("--episodes", help="Number of test episodes.")] = 1000,
     method: Annotated[
-        str | None, typer.Option("--method", "-m", help="Learner (default: the checkpoint's).")
+        str | None,
+        typer.Option(
+            "--method",
+            "-m",
+            help="Learner (default: the checkpoint's; another frozen-encoder learner "
+            "reuses the checkpoint's encoder).",
+        ),
     ] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option("--checkpoint", "-c", help="Trained model (default: the shipped Omniglot ProtoNet)."),
+    ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            "--encoder",
+            "-e",
+            help="Without --checkpoint: a registry encoder: clip (pretrained; --model, --pretrained; "
+            "image-folder --dataset) or conv4/resnet12 (untrained baseline).",
+        ),
+    ] = None,
+    model: ClipModel = "ViT-B-32",
+    pretrained: ClipPretrained = "default",
+    precision: Precision = "auto",
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="euclidean or cosine (ProtoNet-style learners).")
     ] = None,
     dataset: Dataset = "omniglot",
     split: Split = None,
@@ -39,6 +65,14 @@ def eval_command(
         Path | None,
         typer.Option("--episode-file", help="Evaluate on the episodes saved in this file."),
     ] = None,
+    save_episodes: Annotated[
+        Path | None,
+        typer.Option("--save-episodes", help="Also save the episodes drawn to this .npz file."),
+    ] = None,
+    skip_small_classes: Annotated[
+        bool,
+        typer.Option("--skip-small-classes", help="Leave out classes with fewer than shots+queries items."),
+    ] = False,
     seed: Seed = 0,
     device: Device = "auto",
     data_dir: DataDir = None,
@@ -49,24 +83,38 @@ def eval_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Evaluate a few-shot learner on N-way K-shot episodes: accuracy +- 95% CI."""
-    from fewshot.checkpoints import load_learner
-    from fewshot.data.loading import load_dataset
+    from fewshot_cli.models import dataset_transform, load_data, resolve_learner
+
     from fewshot.device import resolve_device
     from fewshot.evaluation import evaluate
-    from fewshot.models import DEFAULT_CHECKPOINT
 
     torch_device = resolve_device(device)
-    learner, meta = load_learner(checkpoint or DEFAULT_CHECKPOINT, torch_device)
-    if method is not None and method != meta["learner"]:
+    options = {"model": model, "pretrained": pretrained, "precision": precision}
+    if encoder == "clip" and checkpoint is None and dataset == "omniglot":
         from fewshot.errors import FewshotError
 
-        raise FewshotError(f"--method {method} but the checkpoint holds a {meta['learner']} model")
-    trained_on = meta.get("dataset", {})
-    if image_size is None:
-        image_size = trained_on.get("image_size")
+        raise FewshotError("--encoder clip needs an image-folder --dataset (a path), not omniglot")
+    if checkpoint is None and encoder in SIZED_ENCODERS:
+        from fewshot.learners import LEARNERS
+
+        if method is not None:
+            LEARNERS.get(method)
+        data = load_data(dataset, subset, split, data_dir, image_size, seed)
+        learner, meta = resolve_learner(
+            method, None, encoder, options, metric, torch_device, tuple(data.data.shape)
+        )
+    else:
+        learner, meta = resolve_learner(method, checkpoint, encoder, options, metric, torch_device)
+        trained_on = meta.get("dataset") or {}
+        if image_size is None:
+            image_size = trained_on.get("image_size")
+        if split is None and dataset == "omniglot" and trained_on.get("dataset") == "omniglot":
+            split = trained_on.get("split")
+        data = load_data(
+            dataset, subset, split, data_dir, image_size, seed, transform=dataset_transform(meta, learner)
+        )
     if split is None and dataset == "omniglot":
-        split = trained_on.get("split", "vinyals")
-    data = load_dataset(dataset, subset, split, data_dir, image_size, seed)
+        split = "vinyals"
     result = evaluate(
         learner,
         data,
@@ -78,7 +126,10 @@ def eval_command(
         device=torch_device,
         episode_file=str(episode_file) if episode_file else None,
         progress=progress and not as_json,
+        skip_small_classes=skip_small_classes,
+        save_episodes=str(save_episodes) if save_episodes else None,
     )
+    metric_used = getattr(learner, "metric", None)
     if as_json:
         typer.echo(
             json.dumps(
@@ -90,21 +141,36 @@ def eval_command(
                     "shots": result.shots,
                     "queries": result.queries,
                     "method": meta["learner"],
-                    "encoder": meta["encoder"],
+                    "encoder": meta.get("encoder"),
+                    "metric": metric_used,
+                    "checkpoint": None if meta.get("untrained") else str(checkpoint or "shipped"),
                     "dataset": dataset,
                     "split": split,
+                    "subset": subset,
+                    "seed": None if episode_file else seed,
+                    "episode_file": str(episode_file) if episode_file else None,
                     "seconds": result.seconds,
                 }
             )
         )
         return
-    typer.echo(
-        f"{meta['learner']} ({meta['encoder']}) on {dataset} {split or ''} {subset}\n"
-        f"{result.ways}-way {result.shots}-shot, {result.queries} queries/class, "
-        f"{result.n_episodes} episodes\n"
-        f"accuracy: {100 * result.mean:.2f}% +- {100 * result.ci95:.2f}% (95% CI)   "
-        f"time: {result.seconds:.1f} s"
+    rate = result.n_episodes / result.seconds if result.seconds > 0 else float("inf")
+    source = (
+        "untrained" if meta.get("untrained") else (str(checkpoint) if checkpoint else "shipped checkpoint")
     )
+    rows = [
+        ("method", f"{meta['learner']} ({meta.get('encoder')}{', ' + metric_used if metric_used else ''})"),
+        ("model", source),
+        ("data", f"{dataset} {split or ''} {subset}".replace("  ", " ")),
+        ("task", f"{result.ways}-way {result.shots}-shot, {result.queries} queries per class"),
+        (
+            "episodes",
+            f"{result.n_episodes}" + (f" from {episode_file}" if episode_file else f" (seed {seed})"),
+        ),
+        ("accuracy", f"{100 * result.mean:.2f}% +- {100 * result.ci95:.2f}% (95% CI)"),
+        ("time", f"{result.seconds:.2f} s ({rate:.0f} episodes/s)"),
+    ]
+    typer.echo("\n".join(f"{name:<9} {value}" for name, value in rows))
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,12 @@ def train_command(
     meta_batch: Annotated[int, typer.Option("--meta-batch", help="Episodes per optimiser step.")] = 1,
     val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 500,
     val_episodes: Annotated[int, typer.Option("--val-episodes", help="Validation episodes (5-way).")] = 200,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="ProtoNet distance: euclidean (default) or cosine.")
+    ] = None,
+    mixed_precision: Annotated[
+        bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA GPUs (bfloat16 or float16).")
+    ] = True,
     patience: Annotated[
         int,
         typer.Option("--patience", help="Stop after N validations without improvement (0: never)."),
@@ -60,12 +67,17 @@ def train_command(
     from fewshot.data.loading import load_dataset
     from fewshot.data.splits import holdout_classes
     from fewshot.encoders import ENCODERS
-    from fewshot.errors import DataError
+    from fewshot.errors import DataError, FewshotError
     from fewshot.learners import LEARNERS
     from fewshot.training import TrainConfig, train
 
-    LEARNERS.get(method)
     ENCODERS.get(encoder)
+    if metric is not None:
+        if metric not in ("euclidean", "cosine"):
+            raise FewshotError(f"unknown metric {metric!r}; choose one of: euclidean, cosine")
+        if "metric" not in inspect.signature(LEARNERS.get(method)).parameters:
+            raise FewshotError(f"--metric does not apply to {method}")
+    LEARNERS.get(method)
     if dataset == "omniglot":
         split = split or "vinyals"
         train_data = load_dataset(
@@ -83,7 +95,7 @@ def train_command(
             train_data, val_data = holdout_classes(train_data, 0.1, seed)
     channels, side = train_data.data.shape[1], train_data.data.shape[-1]
     enc = ENCODERS.create(encoder, **_encoder_kwargs(encoder, channels, side))
-    learner = LEARNERS.get(method)(enc)
+    learner = LEARNERS.get(method)(enc, **({"metric": metric} if metric else {}))
     config = TrainConfig(
         ways=ways,
         shots=shots,
@@ -97,6 +109,7 @@ def train_command(
         patience=patience,
         seed=seed,
         device=device,
+        mixed_precision=mixed_precision,
         val_ways=min(5, val_data.n_classes),
     )
     meta = learner_metadata(method, encoder, learner)

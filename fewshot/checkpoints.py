@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from fewshot.errors import CheckpointError
+from fewshot.errors import CheckpointError, FewshotError
 
 FORMAT = "fewshot-checkpoint"
 FORMAT_VERSION = 1
@@ -54,10 +54,28 @@ def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, metada
 
     from fewshot import __version__
 
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, "toolkit_version": __version__, **metadata}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "toolkit_version": __version__,
+        **metadata,
+        "weights_sha256": weights_digest(tensors),
+    }
     payload = save(tensors, metadata={META_KEY: json.dumps(meta)})
     return atomic_write_bytes(path, payload)
+
+
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (in name order)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -73,23 +91,45 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    payload = path.read_bytes()
+    try:
+        payload = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from err
     try:
         tensors = load(payload)
         header_len = int.from_bytes(payload[:8], "little")
         header = json.loads(payload[8 : 8 + header_len])
-        meta = json.loads(header.get("__metadata__", {})[META_KEY])
-    except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+        metadata = header.get("__metadata__") or {}
+    except (SafetensorError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
+        if payload[:1] == b"\x80" or payload[:4] == b"PK\x03\x04":
+            # a pickle (protocol 2+) or a torch.save zip archive: refused, never unpickled
+            raise CheckpointError(
+                f"{path} looks like a pickle or torch.save file, not a fewshot checkpoint; "
+                "fewshot never unpickles files (they can run code)"
+            ) from err
         raise CheckpointError(
-            f"{path} is not a readable fewshot checkpoint (truncated, foreign or tampered): "
+            f"{path} is not a readable fewshot checkpoint (truncated or foreign file): "
             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
         ) from err
+    if META_KEY not in metadata:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a fewshot checkpoint (no fewshot metadata)"
+        )
+    try:
+        meta = json.loads(metadata[META_KEY])
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: its fewshot metadata is not valid JSON (tampered?)") from err
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not a fewshot checkpoint")
     if meta.get("version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {meta.get('version')!r}; "
             f"this toolkit reads version {FORMAT_VERSION}"
+        )
+    expected = meta.get("weights_sha256")
+    if expected is not None and expected != weights_digest(tensors):
+        raise CheckpointError(
+            f"{path}: its weights do not match the digest in its metadata (tampered or damaged)"
         )
     return tensors, meta
 
@@ -103,10 +143,19 @@ def load_learner(path: str | os.PathLike[str], device: torch.device | str = "cpu
     try:
         encoder = ENCODERS.create(meta["encoder"], **meta.get("encoder_config", {}))
         learner = LEARNERS.get(meta["learner"])(encoder, **meta.get("learner_config", {}))
+    except CheckpointError:
+        raise
+    except (FewshotError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: its metadata does not describe a model this toolkit can build "
+            f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        ) from err
+    try:
         learner.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, RuntimeError) as err:
         raise CheckpointError(
-            f"{path}: its weights do not match the model its metadata describes ({str(err).splitlines()[0]})"
+            f"{path}: its weights do not match the model its metadata describes "
+            f"({' '.join(str(err).split())[:300]})"
         ) from err
     return learner.to(device).eval(), meta
 

@@ -81,6 +81,23 @@ def _set_episode_classes(learner, class_names: list[str] | None, class_ids) -> N
         learner.set_class_names([class_names[int(c)] for c in np.asarray(class_ids).reshape(-1)])
 
 
+def _embed_used_items(encoder, items: torch.Tensor, sampler, batch_size: int) -> torch.Tensor:
+    """Embeddings ``(n_items, d)`` of the items the episodes use (rows of unused items are 0).
+
+    A short evaluation on a large test set touches only part of it; embedding only those
+    items is what makes a few hundred validation episodes cheap.
+    """
+    every = sampler.sample_indices(0, len(sampler))
+    used = np.unique(np.concatenate([every.support.reshape(-1), every.query.reshape(-1)]))
+    if used.size == items.shape[0]:
+        return encoder.encode_batched(items, batch_size=batch_size)
+    used_t = torch.from_numpy(used)
+    embedded = encoder.encode_batched(items[used_t], batch_size=batch_size)
+    out = torch.zeros(items.shape[0], embedded.shape[1], dtype=embedded.dtype)
+    out[used_t] = embedded
+    return out
+
+
 @torch.no_grad()
 def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar, class_names=None) -> np.ndarray:
     """Per-episode accuracy over cached embeddings ``(n_items, d)``."""
@@ -131,6 +148,9 @@ def evaluate(
     use_cache: bool = True,
     progress: bool = True,
     batch_size: int = 512,
+    skip_small_classes: bool = False,
+    save_episodes: str | None = None,
+    sampler: EpisodeSampler | EpisodeFile | None = None,
     embeddings: torch.Tensor | None = None,
 ) -> EvalResult:
     """Evaluate `learner` on N-way K-shot episodes of `data`.
@@ -144,17 +164,39 @@ def evaluate(
         use_cache: embed every item once when the learner allows it.
         embeddings: ``(n_items, d)`` embeddings of ``data.data`` by ``learner.encoder``, already
             computed (several methods compared on one encoder embed the data once).
+        skip_small_classes: leave out classes with fewer than ``shots + queries`` items.
+        save_episodes: also write the episodes drawn to this file (see `EpisodeSampler.save`),
+            so that another method or tool can be evaluated on exactly the same episodes.
+        sampler: an `EpisodeSampler` or `EpisodeFile` over ``data.labels`` to use as is.
 
     Learners with ``uses_class_names = True`` (zero-shot, Tip-Adapter) get the names of each
     episode's classes through ``set_class_names(names)`` before ``fit``.
+
+    Returns:
+        `EvalResult`: mean accuracy, ``ci95 = 1.96 * std / sqrt(n)``, per-episode accuracies.
     """
     from tqdm.auto import tqdm
 
     device = resolve_device(device)
-    if episode_file:
-        sampler: EpisodeSampler | EpisodeFile = EpisodeFile(episode_file, data.labels)
-    else:
-        sampler = EpisodeSampler(data.labels, ways, shots, queries, episodes=episodes, seed=seed)
+    if sampler is None and episode_file:
+        sampler = EpisodeFile(episode_file, data.labels)
+    elif sampler is None:
+        sampler = EpisodeSampler(
+            data.labels,
+            ways,
+            shots,
+            queries,
+            episodes=episodes,
+            seed=seed,
+            skip_small_classes=skip_small_classes,
+        )
+    if save_episodes:
+        if not isinstance(sampler, EpisodeSampler):
+            raise FewshotError("episodes read from a file cannot be saved again: copy the file instead")
+        try:
+            sampler.save(save_episodes)
+        except OSError as err:
+            raise FewshotError(f"cannot write episodes to {save_episodes}: {err.strerror or err}") from err
     learner = learner.to(device).eval()
     started = time.perf_counter()
     cached = use_cache and getattr(learner, "frozen_encoder", False) and hasattr(learner, "fit_embeddings")
@@ -162,7 +204,7 @@ def evaluate(
         names = getattr(data, "class_names", None)
         if cached:
             if embeddings is None:
-                embeddings = learner.encoder.encode_batched(data.data, batch_size=batch_size)
+                embeddings = _embed_used_items(learner.encoder, data.data, sampler, batch_size)
             per_episode = _evaluate_cached(learner, embeddings.to(device), sampler, bar, names)
         else:
             per_episode = _evaluate_per_episode(learner, data.data, sampler, device, bar, names)

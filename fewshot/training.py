@@ -10,6 +10,7 @@ validation is logged to ``log.csv`` and the run's summary to ``run.json``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import time
@@ -25,6 +26,7 @@ from fewshot.data.tensors import LabeledTensors
 from fewshot.device import autocast_dtype, resolve_device
 from fewshot.errors import CheckpointError
 from fewshot.learners.base import FewShotLearner
+from fewshot.preprocessing import preprocessing_from_data
 from fewshot.sampling import EpisodeSampler
 
 
@@ -83,6 +85,27 @@ def _episode_accuracy(
     return result.mean
 
 
+LOG_HEADER = ["step", "train_loss", "train_accuracy", "val_accuracy", "lr", "seconds"]
+
+
+def _open_log(log_path: Path, start_step: int):
+    """The validation log, opened for appending; a resumed run drops rows past its state.
+
+    Rows written after the last saved state (an interruption between the two writes) would
+    otherwise appear twice.
+    """
+    rows: list[list[str]] = []
+    if start_step > 0 and log_path.exists():
+        with open(log_path, newline="") as handle:
+            rows = [r for r in csv.reader(handle) if r and r[0] != "step" and int(r[0]) <= start_step]
+    handle = open(log_path, "w", newline="")  # noqa: SIM115 - the caller closes it
+    writer = csv.writer(handle)
+    writer.writerow(LOG_HEADER)
+    writer.writerows(rows)
+    handle.flush()
+    return handle
+
+
 def train(
     learner: FewShotLearner,
     train_data: LabeledTensors,
@@ -120,6 +143,8 @@ def train(
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     amp_dtype = autocast_dtype(device) if config.mixed_precision else None
+    # float16 (GPUs without bfloat16) needs loss scaling; bfloat16 and float32 do not.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
     start_step, best_acc, best_step, bad_rounds, elapsed = 0, -math.inf, 0, 0, 0.0
     if resume and state_path.exists():
@@ -128,6 +153,12 @@ def train(
             learner.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
+            if "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
+            if "torch_rng" in state:  # learners with dropout or random augmentation
+                torch.set_rng_state(state["torch_rng"].cpu())
+            if "cuda_rng" in state and device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
         except Exception as err:  # noqa: BLE001 - any damage to the state file means no resume
             raise CheckpointError(
                 f"cannot resume from {state_path} ({err}); delete it to start over"
@@ -141,12 +172,13 @@ def train(
 
     meta = dict(metadata or {})
     meta["train"] = {k: v for k, v in asdict(config).items() if k != "device"}
-    meta["dataset"] = train_data.info
-    new_log = start_step == 0 or not log_path.exists()
-    log_file = open(log_path, "w" if new_log else "a", newline="")  # noqa: SIM115 - closed in finally
+    meta["dataset"] = {k: v for k, v in train_data.info.items() if k != "preprocessing"}
+    if "preprocessing" not in meta:
+        prep = preprocessing_from_data(train_data)
+        if prep is not None:
+            meta["preprocessing"] = prep.to_dict()
+    log_file = _open_log(log_path, start_step)
     log = csv.writer(log_file)
-    if new_log:
-        log.writerow(["step", "train_loss", "train_accuracy", "val_accuracy", "lr", "seconds"])
 
     learner.train()
     window_loss, window_acc, window_n = 0.0, 0.0, 0
@@ -166,11 +198,12 @@ def train(
                 ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
                 with ctx:
                     loss, acc = learner.episode_loss(episode)
-                (loss / config.meta_batch).backward()
+                scaler.scale(loss / config.meta_batch).backward()
                 window_loss += loss.item()
                 window_acc += acc.item()
                 window_n += 1
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             schedule.step()
             bar.update(1)
             if step % 20 == 0:
@@ -211,9 +244,11 @@ def train(
                     "best_step": best_step,
                     "bad_rounds": bad_rounds,
                     "elapsed": time.perf_counter() - started,
+                    "scaler": scaler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
                 }
-                import io
-
+                if device.type == "cuda":
+                    state["cuda_rng"] = torch.cuda.get_rng_state(device)
                 buffer = io.BytesIO()
                 torch.save(state, buffer)
                 atomic_write_bytes(state_path, buffer.getvalue())

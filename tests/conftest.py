@@ -37,3 +37,36 @@ def make_blobs(n_classes: int = 10, per_class: int = 20, dim: int = 16, spread: 
 @pytest.fixture
 def blobs() -> LabeledTensors:
     return make_blobs()
+
+
+def synthetic_images(n_classes: int, per_class: int, seed: int = 0, side: int = 28) -> LabeledTensors:
+    """Images ``(n, 1, side, side)`` in [0, 1]: a fixed random pattern per class plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    patterns = torch.rand(n_classes, 1, side, side, generator=g)
+    data = (0.8 * patterns.repeat_interleave(per_class, 0)) + 0.2 * torch.rand(
+        n_classes * per_class, 1, side, side, generator=g
+    )
+    labels = torch.arange(n_classes).repeat_interleave(per_class)
+    return LabeledTensors(data, labels, [f"c{i}" for i in range(n_classes)], {"dataset": "synthetic"})
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A Conv-4 ProtoNet trained for a few steps on synthetic images, saved as a checkpoint.
+
+    Its preprocessing record is Omniglot's (grey, 28x28, inverted) so `predict` can be tested.
+    """
+    from fewshot.checkpoints import learner_metadata
+    from fewshot.encoders import create_encoder
+    from fewshot.learners.protonet import ProtoNet
+    from fewshot.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    learner = ProtoNet(create_encoder("conv4", in_channels=1, hidden=8, image_size=28))
+    meta = learner_metadata("protonet", "conv4", learner)
+    meta["preprocessing"] = {"image_size": 28, "channels": 1, "invert": True}
+    out = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    config = TrainConfig(ways=4, shots=1, queries=2, steps=6, val_every=3, val_ways=3, val_queries=3)
+    config.val_episodes, config.device = 5, "cpu"
+    train(learner, synthetic_images(10, 8), out, config, synthetic_images(4, 8, seed=1), meta, progress=False)
+    return out

@@ -14,6 +14,7 @@ from fewshot.registry import Registry
 ENCODERS: Registry = Registry("encoder")
 ENCODERS.register("clip", "fewshot.encoders.clip:ClipEncoder")
 ENCODERS.register("conv4", "fewshot.encoders.conv4:Conv4")
+ENCODERS.register("resnet12", "fewshot.encoders.resnet12:ResNet12")
 ENCODERS.register("identity", "fewshot.encoders.base:IdentityEncoder")
 
 

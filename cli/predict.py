@@ -1,0 +1,96 @@
+"""`fewshot predict`: classify new images from a few labelled examples per class."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from fewshot_cli.common import Device
+
+
+def predict_command(
+    query: Annotated[
+        list[Path],
+        typer.Option("--query", "-q", help="Image file or folder to classify (repeatable)."),
+    ],
+    support: Annotated[
+        Path, typer.Option("--support", "-s", help="Folder with one subfolder of example images per class.")
+    ],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", "-c", help="Trained model (default: the shipped Omniglot ProtoNet)."),
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", "-m", help="Frozen-encoder learner to wrap the encoder in.")
+    ] = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="euclidean or cosine.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="CSV file to write (default: print the CSV).")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Labels reported per image.")] = 1,
+    device: Device = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch.")] = 64,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Decoding processes (default: up to 8; 0: none).")
+    ] = None,
+) -> None:
+    """Classify images given a support folder: writes path,label,probability per image."""
+    from fewshot_cli.models import resolve_learner
+
+    from fewshot.checkpoints import atomic_write_bytes
+    from fewshot.device import resolve_device
+    from fewshot.errors import FewshotError
+    from fewshot.prediction import predict_images
+    from fewshot.preprocessing import preprocessing_from_metadata
+
+    if top_k < 1:
+        raise FewshotError("--top-k must be at least 1")
+    torch_device = resolve_device(device)
+    learner, meta = resolve_learner(method, checkpoint, None, {}, metric, torch_device)
+    prep = preprocessing_from_metadata(meta)
+    report = predict_images(
+        learner,
+        prep.transform(),
+        support,
+        query,
+        mode=prep.mode,
+        top_k=top_k,
+        device=torch_device,
+        batch_size=batch_size,
+        workers=workers,
+    )
+    for path, reason in report.failures:
+        typer.echo(f"skipped {path}: {reason}", err=True)
+    if not report.predictions:
+        raise FewshotError("no query image could be read")
+    k = min(top_k, len(report.class_names))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["path", "label", "probability"]
+    for rank in range(2, k + 1):
+        header += [f"label_{rank}", f"probability_{rank}"]
+    writer.writerow(header)
+    for p in report.predictions:
+        row = [str(p.path)]
+        for label, probability in zip(p.labels, p.probabilities, strict=True):
+            row += [label, f"{probability:.4f}"]
+        writer.writerow(row)
+    if out is None:
+        typer.echo(buffer.getvalue(), nl=False)
+    else:
+        try:
+            atomic_write_bytes(out, buffer.getvalue().encode())
+        except OSError as err:
+            raise FewshotError(f"cannot write {out}: {err.strerror or err}") from err
+        typer.echo(
+            f"{len(report.predictions)} images classified into {len(report.class_names)} classes "
+            f"({len(report.failures)} skipped): {out}",
+            err=True,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict_command)

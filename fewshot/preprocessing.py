@@ -1,0 +1,151 @@
+"""How a model's input images are prepared, stored in its checkpoint so `predict` can repeat it.
+
+Omniglot tensors hold ink = 1 on paper = 0, while the scanned or drawn images a user gives
+are dark ink on white paper: a model trained on Omniglot needs its inputs converted to
+grey, inverted and resized exactly as the training data were. The `Preprocessing` record
+says how; `Preprocessing.transform()` turns a PIL image into the tensor the encoder expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fewshot.errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Image preparation of one model.
+
+    Attributes:
+        image_size: output side; images are resized to ``image_size x image_size``
+            (bilinear with antialiasing, as the Omniglot loader does).
+        channels: 1 (grey) or 3 (RGB).
+        invert: True when the model saw ink = 1 on paper = 0 (Omniglot): pixel values are
+            replaced by ``1 - value`` after scaling to ``[0, 1]``.
+        mean, std: per-channel normalisation applied last, or None.
+        resize: ``"torch"`` (bilinear with antialiasing on the tensor, as the Omniglot loader
+            resizes) or ``"pil"`` (`fewshot.data.transforms.ImageTransform`, as image folders
+            are loaded), so that user images are resized exactly as the training images were.
+    """
+
+    image_size: int
+    channels: int = 1
+    invert: bool = False
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    resize: str = "torch"
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if int(self.image_size) < 1:
+            raise ValueError(f"image_size must be positive, got {self.image_size}")
+        if self.resize not in ("torch", "pil"):
+            raise ValueError(f"resize must be 'torch' or 'pil', got {self.resize!r}")
+
+    @property
+    def mode(self) -> str:
+        """The PIL mode images are decoded to: ``"L"`` or ``"RGB"``."""
+        return "L" if self.channels == 1 else "RGB"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("mean", "std"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Preprocessing:
+        try:
+            return cls(
+                image_size=int(values["image_size"]),
+                channels=int(values.get("channels", 1)),
+                invert=bool(values.get("invert", False)),
+                mean=tuple(float(v) for v in values["mean"]) if values.get("mean") is not None else None,
+                std=tuple(float(v) for v in values["std"]) if values.get("std") is not None else None,
+                resize=str(values.get("resize", "torch")),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"unreadable preprocessing record {values!r} ({err})") from err
+
+    def transform(self) -> Callable:
+        """A picklable function: PIL image -> float tensor ``(channels, image_size, image_size)``."""
+        return _Transform(self)
+
+
+class _Transform:
+    """Callable kept at module level so DataLoader worker processes can pickle it."""
+
+    def __init__(self, prep: Preprocessing) -> None:
+        self.prep = prep
+
+    def __call__(self, image):
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        prep = self.prep
+        if prep.resize == "pil":
+            from fewshot.data.transforms import ImageTransform
+
+            x = ImageTransform(prep.image_size, prep.channels, prep.invert)(image)
+        else:
+            array = np.asarray(image.convert(prep.mode), dtype=np.float32) / 255.0
+            x = torch.from_numpy(array.copy())
+            x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
+            if prep.invert:
+                x = 1.0 - x
+            if tuple(x.shape[-2:]) != (prep.image_size, prep.image_size):
+                x = F.interpolate(
+                    x.unsqueeze(0), size=(prep.image_size, prep.image_size), mode="bilinear", antialias=True
+                )[0]
+        if prep.mean is not None and prep.std is not None:
+            mean = torch.tensor(prep.mean).view(-1, 1, 1)
+            std = torch.tensor(prep.std).view(-1, 1, 1)
+            x = (x - mean) / std
+        return x.contiguous()
+
+
+def preprocessing_from_data(data) -> Preprocessing | None:
+    """The preparation that gives images like those of `data` (a `LabeledTensors`).
+
+    A loader may state it in ``data.info["preprocessing"]``; otherwise it is read off the
+    tensors (side, channels) with Omniglot's ink = 1 convention when the data are Omniglot.
+    Returns None for non-image data (embeddings).
+    """
+    stated = data.info.get("preprocessing") if isinstance(data.info, dict) else None
+    if stated:
+        return stated if isinstance(stated, Preprocessing) else Preprocessing.from_dict(stated)
+    if data.data.ndim != 4 or data.data.shape[1] not in (1, 3):
+        return None
+    return Preprocessing(
+        image_size=int(data.data.shape[-1]),
+        channels=int(data.data.shape[1]),
+        invert=data.info.get("dataset") == "omniglot",
+        resize="pil" if data.info.get("dataset") == "folder" else "torch",
+    )
+
+
+def preprocessing_from_metadata(meta: dict[str, Any]) -> Preprocessing:
+    """The preparation recorded in checkpoint metadata.
+
+    Checkpoints written before the record existed are understood when they were trained
+    on Omniglot (grey, inverted, the recorded image size).
+
+    Raises:
+        CheckpointError: the checkpoint says nothing about how to prepare images.
+    """
+    if meta.get("preprocessing"):
+        return Preprocessing.from_dict(meta["preprocessing"])
+    dataset = meta.get("dataset") or {}
+    if dataset.get("dataset") == "omniglot":
+        channels = int((meta.get("encoder_config") or {}).get("in_channels", 1))
+        return Preprocessing(image_size=int(dataset.get("image_size", 28)), channels=channels, invert=True)
+    raise CheckpointError(
+        "the checkpoint does not record how to prepare images (no 'preprocessing' metadata): "
+        "it cannot classify image files"
+    )
