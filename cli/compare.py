@@ -53,7 +53,9 @@ def compare_command(
             help="A fewshot checkpoint, 'clip', or an encoder name. Default: the shipped Omniglot ProtoNet.",
         ),
     ] = None,
-    clip_model: Annotated[str | None, typer.Option("--clip-model", help="CLIP architecture.")] = None,
+    clip_model: Annotated[
+        str | None, typer.Option("--model", help="CLIP architecture (with --encoder clip; default ViT-B-32).")
+    ] = None,
     pretrained: Annotated[str, typer.Option("--pretrained", help="CLIP weights tag or file.")] = "default",
     dataset: Annotated[
         str, typer.Option("--dataset", help="'omniglot' or a folder with one subfolder per class.")

@@ -56,7 +56,9 @@ def finetune_command(
     subset: Annotated[
         str, typer.Option("--subset", help="Omniglot: which part of the split; folders: all (default).")
     ] = "all",
-    clip_model: Annotated[str | None, typer.Option("--clip-model", help="CLIP architecture.")] = None,
+    clip_model: Annotated[
+        str | None, typer.Option("--model", help="CLIP architecture (with --encoder clip; default ViT-B-32).")
+    ] = None,
     pretrained: Annotated[str, typer.Option("--pretrained", help="CLIP weights tag or file.")] = "default",
     image_size: ImageSize = None,
     seed: Seed = 0,

@@ -172,7 +172,7 @@ def test_finetune_missing_folder_exit_2(checkpoint, tmp_path):
 
 def test_clip_methods_compare_on_an_image_folder(folder):
     pytest.importorskip("open_clip")
-    args = ["compare", "--encoder", "clip", "--clip-model", "micro-clip", "--pretrained", "none"]
+    args = ["compare", "--encoder", "clip", "--model", "micro-clip", "--pretrained", "none"]
     args += ["--dataset", str(folder), "--ways", "4", "--shots", "1,4", "--episodes", "4", "--device", "cpu"]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
@@ -195,7 +195,7 @@ def test_finetune_a_clip_image_tower(folder, tmp_path):
         str(folder),
         "--encoder",
         "clip",
-        "--clip-model",
+        "--model",
         "micro-clip",
         "--pretrained",
         "none",
@@ -208,3 +208,37 @@ def test_finetune_a_clip_image_tower(folder, tmp_path):
     assert meta["preprocessing"]["image_size"] == 32 and len(meta["preprocessing"]["mean"]) == 3
     assert model.class_names == ["apple", "leaf", "sky", "sun"]
     assert model.logits(torch.rand(2, 3, 32, 32)).shape == (2, 4)
+
+
+def test_predict_with_a_finetuned_classifier_needs_no_support(folder, checkpoint, tmp_path):
+    out = tmp_path / "probe.safetensors"
+    args = ["finetune", str(folder), "--encoder", str(checkpoint), "--strategy", "simpleshot"]
+    assert runner.invoke(app, [*args, "--out", str(out), "--device", "cpu"]).exit_code == 0
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--checkpoint",
+            str(out),
+            "--query",
+            str(folder / "sky"),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0] == "path,label,probability" and len(lines) == 11
+    labels = [line.split(",")[1] for line in lines[1:]]
+    assert set(labels) <= {"apple", "leaf", "sky", "sun"} and labels.count("sky") >= 8
+    both = runner.invoke(
+        app,
+        ["predict", "-c", str(out), "-q", str(folder / "sky"), "--support", str(folder), "--device", "cpu"],
+    )
+    assert both.exit_code == 2 and "drop --support" in both.output
+    proto = runner.invoke(
+        app, ["predict", "-c", str(checkpoint), "-q", str(folder / "sky"), "--device", "cpu"]
+    )
+    assert proto.exit_code == 2 and "--support" in proto.output
