@@ -27,6 +27,7 @@ _LAZY = {
     "load_omniglot": "fewshot.data.omniglot",
     "LabeledTensors": "fewshot.data.tensors",
     "FewshotError": "fewshot.errors",
+    "EmbeddingIndex": "fewshot.index",
 }
 
 

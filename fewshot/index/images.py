@@ -1,0 +1,198 @@
+"""Indexing image files and searching by text or example image with an attached `Encoder`.
+
+Image items get their resolved absolute path (POSIX form) as id, and the metadata
+``{"path": <that path>, "label": <name of the folder holding the file>}``, so that with class
+folders the label is the class. Absolute ids make ``index add`` unambiguous: a file is new
+when its resolved path is not in the index yet, whichever folder argument found it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from fewshot.errors import FewshotError
+
+if TYPE_CHECKING:
+    from fewshot.encoders.base import Encoder
+    from fewshot.index.index import EmbeddingIndex
+
+
+def image_id(path: str | os.PathLike[str]) -> str:
+    """The id an image file gets in an index: its resolved absolute path, POSIX style."""
+    return Path(path).expanduser().resolve().as_posix()
+
+
+def image_transform(encoder: Encoder) -> Callable:
+    """PIL image -> ``(C, H, W)`` tensor the encoder takes: its ``preprocess`` when it has one,
+    else a resize to its ``input_size`` (grey-scale when it wants one channel)."""
+    preprocess = getattr(encoder, "preprocess", None)
+    if callable(preprocess):
+        return preprocess
+    size = getattr(encoder, "input_size", None)
+    if size is None:
+        raise FewshotError(f"encoder {type(encoder).__name__} takes no images (no preprocess, no input_size)")
+    from torchvision import transforms
+
+    channels, height, width = size
+    steps: list[Callable] = [transforms.Resize((height, width))]
+    if channels == 1:
+        steps.insert(0, transforms.Grayscale(1))
+    steps.append(transforms.ToTensor())
+    return transforms.Compose(steps)
+
+
+def _device(encoder: Encoder) -> torch.device:
+    return next(encoder.parameters(), torch.empty(0)).device
+
+
+@torch.no_grad()
+def embed_image_batch(encoder: Encoder, images: torch.Tensor) -> np.ndarray:
+    """``(B, C, H, W)`` preprocessed images -> ``(B, d)`` float32 embeddings."""
+    encoder.eval()
+    return encoder.encode(images.to(_device(encoder))).float().cpu().numpy()
+
+
+@torch.no_grad()
+def embed_texts(encoder: Encoder, texts: Sequence[str]) -> np.ndarray:
+    """``n`` strings -> ``(n, d)`` float32 embeddings, with an encoder that has ``encode_text``."""
+    encode_text = getattr(encoder, "encode_text", None)
+    if not callable(encode_text):
+        raise FewshotError(
+            f"encoder {type(encoder).__name__} cannot embed text; search by text needs a CLIP encoder"
+        )
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise FewshotError("text queries must be non-empty strings")
+    encoder.eval()
+    out = encode_text(list(texts))
+    return out.float().cpu().numpy() if hasattr(out, "cpu") else np.asarray(out, dtype=np.float32)
+
+
+def embed_query_images(encoder: Encoder, images: Any) -> np.ndarray:
+    """Query images -> ``(n, d)``: a path, PIL image, list of either, or a ``(n, C, H, W)`` batch."""
+    from fewshot.data.images import read_image
+
+    if isinstance(images, torch.Tensor):
+        batch = images if images.ndim == 4 else images[None]
+        return embed_image_batch(encoder, batch)
+    if isinstance(images, (str, os.PathLike)) or not isinstance(images, (list, tuple)):
+        images = [images]
+    transform = image_transform(encoder)
+    tensors = []
+    for image in images:
+        if isinstance(image, (str, os.PathLike)):
+            image = read_image(image)
+        tensors.append(transform(image))
+    if not tensors:
+        raise FewshotError("no query image given")
+    return embed_image_batch(encoder, torch.stack(tensors))
+
+
+def embed_image_files(
+    encoder: Encoder,
+    paths: Sequence[str | os.PathLike[str]],
+    batch_size: int = 64,
+    workers: int | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[list[Path], np.ndarray, list[tuple[Path, str]]]]:
+    """Stream image files through the encoder: yields ``(paths, (B, d) embeddings, failures)``.
+
+    Decoding runs in `workers` processes (`fewshot.data.images.stream_images`); files that
+    cannot be read are reported in ``failures`` as ``(path, reason)`` and skipped.
+    """
+    from fewshot.data.images import stream_images
+
+    paths = [Path(p) for p in paths]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), unit="img", desc="embedding", dynamic_ncols=True)
+    try:
+        for batch in stream_images(paths, image_transform(encoder), batch_size=batch_size, workers=workers):
+            embeddings = (
+                embed_image_batch(encoder, batch.images)
+                if batch.images is not None
+                else np.empty((0, encoder.embed_dim), np.float32)
+            )
+            if bar is not None:
+                bar.update(len(batch.paths) + len(batch.failures))
+            yield batch.paths, embeddings, batch.failures
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+@dataclass
+class AddReport:
+    """What `add_images` did: ids added, files skipped as already indexed, files that failed."""
+
+    added: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def add_images(
+    index: EmbeddingIndex,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    batch_size: int = 64,
+    workers: int | None = None,
+    progress: bool = False,
+    skip_existing: bool = True,
+) -> AddReport:
+    """Embed image files with ``index.encoder`` and add them under their absolute paths.
+
+    Files already in the index are skipped (or, with ``skip_existing=False``, an error).
+    Unreadable files are skipped and listed in the report. An index type that needs training
+    is trained on the first embeddings, gathered until there are plenty (40 per list).
+    """
+    from fewshot.index.index import EmbeddingIndexError
+
+    encoder = index._require_encoder()
+    report = AddReport()
+    todo: list[Path] = []
+    seen: set[str] = set()
+    for path in paths:
+        key = image_id(path)
+        if key in index or key in seen:
+            if not skip_existing:
+                raise EmbeddingIndexError(f"{key} is already in the index")
+            report.skipped.append(key)
+            continue
+        seen.add(key)
+        todo.append(Path(path))
+    buffer: list[tuple[list[str], np.ndarray, list[dict[str, Any]]]] = []
+    buffered = 0
+    train_target = 40 * index.min_training_vectors()
+
+    def flush() -> None:
+        nonlocal buffered
+        if not buffer:
+            return
+        keys = [k for ks, _, _ in buffer for k in ks]
+        vectors = np.concatenate([v for _, v, _ in buffer])
+        metas = [m for _, _, ms in buffer for m in ms]
+        index.add(vectors, ids=keys, metadata=metas)
+        report.added.extend(keys)
+        buffer.clear()
+        buffered = 0
+
+    for done, embeddings, failures in embed_image_files(encoder, todo, batch_size, workers, progress):
+        report.failures.extend((image_id(p), reason) for p, reason in failures)
+        if not done:
+            continue
+        keys = [image_id(p) for p in done]
+        metas = [{"path": key, "label": Path(key).parent.name} for key in keys]
+        buffer.append((keys, embeddings, metas))
+        buffered += len(keys)
+        if index.is_trained or buffered >= train_target:
+            flush()
+    flush()
+    return report
