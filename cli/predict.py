@@ -17,8 +17,14 @@ def predict_command(
         typer.Option("--query", "-q", help="Image file or folder to classify (repeatable)."),
     ],
     support: Annotated[
-        Path, typer.Option("--support", "-s", help="Folder with one subfolder of example images per class.")
-    ],
+        Path | None,
+        typer.Option(
+            "--support",
+            "-s",
+            help="Folder with one subfolder of example images per class (not for fixed-class "
+            "models from `fewshot finetune`, which predict their own classes).",
+        ),
+    ] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option("--checkpoint", "-c", help="Trained model (default: the shipped Omniglot ProtoNet)."),
@@ -37,7 +43,7 @@ def predict_command(
         int | None, typer.Option("--workers", help="Decoding processes (default: up to 8; 0: none).")
     ] = None,
 ) -> None:
-    """Classify images given a support folder: writes path,label,probability per image."""
+    """Classify images given a support folder (or with a fine-tuned classifier): path,label,probability."""
     from fewshot_cli.models import resolve_learner
 
     from fewshot.checkpoints import atomic_write_bytes
@@ -50,6 +56,11 @@ def predict_command(
         raise FewshotError("--top-k must be at least 1")
     torch_device = resolve_device(device)
     learner, meta = resolve_learner(method, checkpoint, None, {}, metric, torch_device)
+    if support is not None and getattr(learner, "fixed_classes", False):
+        raise FewshotError(
+            "this model predicts its own classes (it was trained with `fewshot finetune`): drop "
+            "--support, or add --method simpleshot to classify the support folder's classes with its encoder"
+        )
     prep = preprocessing_from_metadata(meta)
     report = predict_images(
         learner,

@@ -73,6 +73,14 @@ def _episode_blocks(sampler, block: int):
         yield sampler.sample_indices(start, min(block, len(sampler) - start))
 
 
+def _set_episode_classes(learner, class_names: list[str] | None, class_ids) -> None:
+    """Tell a learner that needs them (zero-shot, Tip-Adapter) the names of the episode's classes."""
+    if getattr(learner, "uses_class_names", False):
+        if class_names is None:
+            raise FewshotError(f"{type(learner).__name__} needs class names but the data set has none")
+        learner.set_class_names([class_names[int(c)] for c in np.asarray(class_ids).reshape(-1)])
+
+
 def _embed_used_items(encoder, items: torch.Tensor, sampler, batch_size: int) -> torch.Tensor:
     """Embeddings ``(n_items, d)`` of the items the episodes use (rows of unused items are 0).
 
@@ -91,13 +99,13 @@ def _embed_used_items(encoder, items: torch.Tensor, sampler, batch_size: int) ->
 
 
 @torch.no_grad()
-def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar) -> np.ndarray:
+def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar, class_names=None) -> np.ndarray:
     """Per-episode accuracy over cached embeddings ``(n_items, d)``."""
     n, k, q = sampler.ways, sampler.shots, sampler.queries
     query_y = torch.arange(n, device=embeddings.device).repeat_interleave(q)
     support_y = torch.arange(n, device=embeddings.device).repeat_interleave(k)
     accuracies = []
-    batched = hasattr(learner, "batch_logits_embeddings")
+    batched = hasattr(learner, "batch_logits_embeddings") and not getattr(learner, "uses_class_names", False)
     for block in _episode_blocks(sampler, 256 if batched else 1):
         support = torch.as_tensor(block.support, device=embeddings.device)
         query = torch.as_tensor(block.query, device=embeddings.device)
@@ -107,6 +115,7 @@ def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar) -> np.ndar
             )  # (B, N*Q, N)
             accuracies.append((logits.argmax(-1) == query_y).float().mean(-1).cpu())
         else:
+            _set_episode_classes(learner, class_names, block.class_ids)
             learner.fit_embeddings(embeddings[support.reshape(-1)], support_y)
             logits = learner.logits_embeddings(embeddings[query.reshape(-1)])
             accuracies.append((logits.argmax(-1) == query_y).float().mean().reshape(1).cpu())
@@ -114,10 +123,11 @@ def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar) -> np.ndar
     return torch.cat(accuracies).numpy()
 
 
-def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar) -> np.ndarray:
+def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar, class_names=None) -> np.ndarray:
     accuracies = []
     for indices in sampler.iter_indices():
         episode = sampler.gather(data, indices).to(device)
+        _set_episode_classes(learner, class_names, indices.class_ids)
         learner.fit(episode.support_x, episode.support_y)
         predictions = learner.predict(episode.query_x)
         accuracies.append(float((predictions == episode.query_y).float().mean()))
@@ -141,6 +151,7 @@ def evaluate(
     skip_small_classes: bool = False,
     save_episodes: str | None = None,
     sampler: EpisodeSampler | EpisodeFile | None = None,
+    embeddings: torch.Tensor | None = None,
 ) -> EvalResult:
     """Evaluate `learner` on N-way K-shot episodes of `data`.
 
@@ -151,10 +162,15 @@ def evaluate(
             `episode_file`, which fixes them).
         episode_file: evaluate on the episodes saved in this file instead.
         use_cache: embed every item once when the learner allows it.
+        embeddings: ``(n_items, d)`` embeddings of ``data.data`` by ``learner.encoder``, already
+            computed (several methods compared on one encoder embed the data once).
         skip_small_classes: leave out classes with fewer than ``shots + queries`` items.
         save_episodes: also write the episodes drawn to this file (see `EpisodeSampler.save`),
             so that another method or tool can be evaluated on exactly the same episodes.
         sampler: an `EpisodeSampler` or `EpisodeFile` over ``data.labels`` to use as is.
+
+    Learners with ``uses_class_names = True`` (zero-shot, Tip-Adapter) get the names of each
+    episode's classes through ``set_class_names(names)`` before ``fit``.
 
     Returns:
         `EvalResult`: mean accuracy, ``ci95 = 1.96 * std / sqrt(n)``, per-episode accuracies.
@@ -185,11 +201,13 @@ def evaluate(
     started = time.perf_counter()
     cached = use_cache and getattr(learner, "frozen_encoder", False) and hasattr(learner, "fit_embeddings")
     with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not progress) as bar:
+        names = getattr(data, "class_names", None)
         if cached:
-            embeddings = _embed_used_items(learner.encoder, data.data, sampler, batch_size).to(device)
-            per_episode = _evaluate_cached(learner, embeddings, sampler, bar)
+            if embeddings is None:
+                embeddings = _embed_used_items(learner.encoder, data.data, sampler, batch_size)
+            per_episode = _evaluate_cached(learner, embeddings.to(device), sampler, bar, names)
         else:
-            per_episode = _evaluate_per_episode(learner, data.data, sampler, device, bar)
+            per_episode = _evaluate_per_episode(learner, data.data, sampler, device, bar, names)
     return _result(per_episode, sampler, time.perf_counter() - started)
 
 

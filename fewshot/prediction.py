@@ -62,7 +62,7 @@ def _decode(paths: list[Path], transform: Callable, mode: str, batch_size: int, 
 def predict_images(
     learner,
     transform: Callable,
-    support_dir: str | os.PathLike[str],
+    support_dir: str | os.PathLike[str] | None,
     queries: Iterable[str | os.PathLike[str]],
     mode: str = "L",
     top_k: int = 1,
@@ -75,7 +75,9 @@ def predict_images(
     Args:
         learner: a fitted-per-task learner (``fit``, ``predict_proba``).
         transform: PIL image -> tensor ``(C, H, W)`` (e.g. `Preprocessing.transform()`).
-        support_dir: one subfolder per class, holding that class's example images.
+        support_dir: one subfolder per class, holding that class's example images; None for a
+            fixed-class classifier (``learner.fixed_classes``, e.g. from `fewshot finetune`),
+            which predicts its own ``learner.class_names``.
         queries: image files and/or folders (searched recursively).
         mode: PIL mode the images are decoded to (``"L"`` or ``"RGB"``).
         top_k: how many labels to report per query.
@@ -83,8 +85,32 @@ def predict_images(
     Raises:
         DataError: bad support folder, a class whose images are all unreadable, no query image.
     """
-    classes = support_classes(support_dir)
     query_paths = find_images(list(queries))
+    if support_dir is None:
+        if not getattr(learner, "fixed_classes", False):
+            raise DataError("this model classifies among the classes of a support set: give --support FOLDER")
+        learner = learner.to(device).eval()
+        names, counts, failures = list(learner.class_names), [], []
+    else:
+        names, counts, failures = _fit_on_support(
+            learner, transform, support_dir, mode, device, batch_size, workers
+        )
+    top_k = max(1, min(top_k, len(names)))
+    predictions = []
+    for batch in _decode(query_paths, transform, mode, batch_size, workers):
+        failures.extend(batch.failures)
+        if batch.images is None:
+            continue
+        proba = learner.predict_proba(batch.images.to(device)).float().cpu()
+        values, indices = proba.topk(top_k, dim=1)
+        for path, v, i in zip(batch.paths, values.tolist(), indices.tolist(), strict=True):
+            predictions.append(Prediction(path, [names[j] for j in i], v))
+    return PredictionReport(predictions, names, counts, failures)
+
+
+def _fit_on_support(learner, transform, support_dir, mode, device, batch_size, workers):
+    """Fit `learner` on the support folder: ``(class names, items per class, files skipped)``."""
+    classes = support_classes(support_dir)
     failures: list[tuple[Path, str]] = []
     support_x, support_y = [], []
     label_of = {path: i for i, (_, paths) in enumerate(classes) for path in paths}
@@ -101,15 +127,4 @@ def predict_images(
         raise DataError(f"support class {empty[0]!r} has no readable image: fix or replace its files")
     learner = learner.to(device).eval()
     learner.fit(torch.cat(support_x).to(device), labels.to(device))
-    top_k = max(1, min(top_k, len(classes)))
-    names = [name for name, _ in classes]
-    predictions = []
-    for batch in _decode(query_paths, transform, mode, batch_size, workers):
-        failures.extend(batch.failures)
-        if batch.images is None:
-            continue
-        proba = learner.predict_proba(batch.images.to(device)).float().cpu()
-        values, indices = proba.topk(top_k, dim=1)
-        for path, v, i in zip(batch.paths, values.tolist(), indices.tolist(), strict=True):
-            predictions.append(Prediction(path, [names[j] for j in i], v))
-    return PredictionReport(predictions, names, counts, failures)
+    return [name for name, _ in classes], counts, failures

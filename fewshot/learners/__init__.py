@@ -12,6 +12,13 @@ from fewshot.registry import Registry
 
 LEARNERS: Registry = Registry("method")
 LEARNERS.register("protonet", "fewshot.learners.protonet:ProtoNet")
+LEARNERS.register("simpleshot", "fewshot.learners.simpleshot:SimpleShot")
+LEARNERS.register("linear-probe", "fewshot.learners.linear_probe:LinearProbe")
+LEARNERS.register("finetune", "fewshot.learners.finetune:Finetune")
+LEARNERS.register("classifier", "fewshot.learners.classifier:Classifier")
+LEARNERS.register("zeroshot", "fewshot.learners.zeroshot:ZeroShot")
+LEARNERS.register("tip-adapter", "fewshot.learners.tip_adapter:TipAdapter")
+LEARNERS.register("tip-adapter-f", "fewshot.learners.tip_adapter:TipAdapterF")
 
 
 def create_learner(name: str, encoder: Any, **kwargs: Any):

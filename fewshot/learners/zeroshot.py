@@ -1,0 +1,101 @@
+"""Zero-shot classification as an episodic method: prototypes from the class names' prompts.
+
+The episode's support images are ignored; the names of its classes reach the learner through
+``set_class_names(names)`` (called by `fewshot.evaluation.evaluate` before every ``fit``,
+because ``uses_class_names = True``). Text embeddings are computed by
+`fewshot.zeroshot.classifier.ZeroShotClassifier` and cached per class name, so an evaluation
+embeds every class's prompts once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from fewshot.errors import FewshotError, NotFittedError
+from fewshot.learners.base import FewShotLearner
+from fewshot.scoring import prototype_logits
+
+
+class TextPrototypes:
+    """Per-class-name cache of CLIP text prototypes ``(d,)`` (normalised mean over templates)."""
+
+    def __init__(self, encoder, templates: str | Sequence[str] | None) -> None:
+        if not hasattr(encoder, "encode_text"):
+            raise FewshotError(
+                f"{type(encoder).__name__} has no text tower: zero-shot methods need a CLIP "
+                "encoder (--encoder clip)"
+            )
+        self.encoder, self.templates = encoder, templates
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def __call__(self, names: Sequence[str]) -> torch.Tensor:
+        """``(N, d)`` text prototypes of ``names``, in order."""
+        missing = [n for n in dict.fromkeys(names) if n not in self._cache]
+        if missing:
+            from fewshot.zeroshot.classifier import ZeroShotClassifier
+
+            embeddings = ZeroShotClassifier(self.encoder, missing, self.templates).class_embeddings()
+            self._cache.update(zip(missing, embeddings.float(), strict=True))
+        return torch.stack([self._cache[n] for n in names])
+
+
+class ZeroShot(FewShotLearner):
+    """CLIP zero-shot over an episode's classes.
+
+    Args:
+        encoder: a CLIP encoder (``encode``, ``encode_text``, ``logit_scale``).
+        templates: prompt template set or list (see `fewshot.zeroshot.templates`).
+        scale: logit scale; None uses the encoder's.
+    """
+
+    frozen_encoder = True
+    uses_class_names = True
+
+    def __init__(self, encoder, templates: str | Sequence[str] | None = "simple", scale: float | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.templates = templates if templates is None or isinstance(templates, str) else list(templates)
+        self.scale = scale
+        self.class_names_: list[str] | None = None
+        self.prototypes_: torch.Tensor | None = None
+        self._text: TextPrototypes | None = None
+
+    def set_class_names(self, names: Sequence[str]) -> None:
+        """Names of the classes ``0..N-1`` of the next ``fit``."""
+        self.class_names_ = list(names)
+
+    def text_prototypes(self) -> torch.Tensor:
+        """``(N, d)`` text prototypes of the current class names."""
+        if self.class_names_ is None:
+            raise NotFittedError(
+                f"{type(self).__name__} needs the class names: call set_class_names(names) first"
+            )
+        if self._text is None:
+            self._text = TextPrototypes(self.encoder, self.templates)
+        return self._text(self.class_names_)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.scale if self.scale is not None else self.encoder.logit_scale)
+
+    def fit_embeddings(self, support_z: torch.Tensor | None = None, support_y: torch.Tensor | None = None):
+        """Zero-shot: the support set is not used; embeds the class names' prompts."""
+        self.prototypes_ = self.text_prototypes()
+        return self
+
+    def fit(self, support_x: torch.Tensor | None = None, support_y: torch.Tensor | None = None):
+        return self.fit_embeddings()
+
+    def logits_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
+        """Logits ``(M, N)`` of image embeddings ``(M, d)``."""
+        self._check_fitted("prototypes_")
+        prototypes = self.prototypes_.to(query_z.device)
+        return prototype_logits(query_z.float(), prototypes, "cosine", self.logit_scale)
+
+    def logits(self, query_x: torch.Tensor) -> torch.Tensor:
+        return self.logits_embeddings(self.encoder.encode(query_x))
+
+    def config(self) -> dict:
+        return {"templates": self.templates, "scale": self.scale}

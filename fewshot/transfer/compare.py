@@ -1,0 +1,175 @@
+"""Several methods on the same episodes, shot by shot: one table and one plot.
+
+For every number of shots the episodes are drawn once (or read from the given episode
+files) and saved to an episode file that every method is evaluated on, so differences
+between methods come from the methods, not from the episodes. Methods that share a frozen
+encoder share one embedding of the data.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fewshot.data.tensors import LabeledTensors
+from fewshot.errors import FewshotError
+from fewshot.evaluation import evaluate
+from fewshot.sampling import EpisodeFile, EpisodeSampler
+
+
+@dataclass
+class CompareRow:
+    """One method at one number of shots; ``mean`` and ``ci95`` are fractions."""
+
+    method: str
+    shots: int
+    ways: int
+    queries: int
+    mean: float
+    ci95: float
+    n_episodes: int
+    seconds: float
+    episode_file: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_queries(labels: torch.Tensor, shots: list[int], wanted: int = 15) -> int:
+    """As many queries per class as the smallest class allows at the largest shot, up to ``wanted``."""
+    smallest = int(
+        np.bincount(np.asarray(labels)).astype(np.int64)[np.bincount(np.asarray(labels)) > 0].min()
+    )
+    queries = min(wanted, smallest - max(shots))
+    if queries < 1:
+        raise FewshotError(
+            f"the smallest class has {smallest} items: {max(shots)} shots leave no query; use fewer --shots"
+        )
+    return queries
+
+
+def episode_files_for(
+    labels: torch.Tensor,
+    shots: list[int],
+    ways: int,
+    queries: int,
+    episodes: int,
+    seed: int,
+    folder: Path,
+    given: list[Path] | None = None,
+) -> dict[int, Path]:
+    """One episode file per number of shots: the given files (keyed by their shots), else new ones."""
+    files: dict[int, Path] = {}
+    for path in given or []:
+        episode_file = EpisodeFile(path, labels)  # checks the file belongs to these data
+        files[int(episode_file.shots)] = Path(path)
+    for k in shots:
+        if k not in files:
+            sampler = EpisodeSampler(labels, ways, k, queries, episodes=episodes, seed=seed)
+            files[k] = sampler.save(folder / f"episodes-{ways}way-{k}shot-seed{seed}.npz")
+    return {k: files[k] for k in sorted(files)}
+
+
+def compare_methods(
+    learners: dict[str, torch.nn.Module],
+    data: LabeledTensors,
+    episode_files: dict[int, Path],
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    batch_size: int = 256,
+) -> list[CompareRow]:
+    """Evaluate every learner on every episode file; rows ordered by method, then shots."""
+    embeddings: dict[int, torch.Tensor] = {}
+    rows = []
+    for name, learner in learners.items():
+        frozen = getattr(learner, "frozen_encoder", False) and hasattr(learner, "fit_embeddings")
+        for shots, path in episode_files.items():
+            cached = None
+            if frozen:
+                key = id(learner.encoder)
+                if key not in embeddings:
+                    embeddings[key] = learner.encoder.to(device).encode_batched(data.data, batch_size)
+                cached = embeddings[key]
+            result = evaluate(
+                learner, data, episode_file=str(path), device=device, progress=progress, embeddings=cached
+            )
+            rows.append(
+                CompareRow(
+                    name,
+                    shots,
+                    result.ways,
+                    result.queries,
+                    result.mean,
+                    result.ci95,
+                    result.n_episodes,
+                    result.seconds,
+                    str(path),
+                )
+            )
+    return rows
+
+
+def format_table(rows: list[CompareRow]) -> str:
+    """Methods as rows, shots as columns: ``accuracy +- 95% CI`` in percent."""
+    shots = sorted({r.shots for r in rows})
+    methods = list(dict.fromkeys(r.method for r in rows))
+    cell = {(r.method, r.shots): f"{100 * r.mean:.2f} +- {100 * r.ci95:.2f}" for r in rows}
+    width = max([len("method")] + [len(m) for m in methods])
+    col = max([14] + [len(v) for v in cell.values()])
+    lines = [f"{'method':<{width}}  " + "  ".join(f"{f'{k}-shot':>{col}}" for k in shots)]
+    for m in methods:
+        lines.append(f"{m:<{width}}  " + "  ".join(f"{cell.get((m, k), '-'):>{col}}" for k in shots))
+    return "\n".join(lines)
+
+
+def plot_rows(rows: list[CompareRow], path: str | Path, title: str = "") -> Path:
+    """Accuracy (%) against shots (log2 axis) with 95% CI error bars, one line per method (PNG)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise FewshotError(
+            "plotting needs matplotlib: pip install 'fewshot[plot]' (or pip install matplotlib)"
+        ) from err
+    from fewshot.checkpoints import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    shots = sorted({r.shots for r in rows})
+    methods = list(dict.fromkeys(r.method for r in rows))
+    for i, method in enumerate(methods):
+        mine = sorted((r for r in rows if r.method == method), key=lambda r: r.shots)
+        dodge = 2 ** (0.04 * (i - (len(methods) - 1) / 2))  # side by side, so error bars stay visible
+        ax.errorbar(
+            [r.shots * dodge for r in mine],
+            [100 * r.mean for r in mine],
+            yerr=[100 * r.ci95 for r in mine],
+            marker="o",
+            capsize=3,
+            label=method,
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(shots)
+    ax.set_xticklabels([str(k) for k in shots])
+    ax.set_xlabel("shots (support items per class)")
+    ax.set_ylabel("accuracy (%), 95% CI")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def temporary_folder() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="fewshot-compare-")
