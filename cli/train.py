@@ -30,7 +30,7 @@ def train_command(
         str, typer.Option("--encoder", "-e", help="Encoder architecture (conv4, resnet12, ...).")
     ] = "conv4",
     dataset: Dataset = "omniglot",
-    split: Split = "vinyals",
+    split: Split = None,
     ways: Ways = 60,
     shots: Shots = 1,
     queries: Queries = 5,
@@ -77,7 +77,14 @@ def train_command(
             raise FewshotError(f"unknown metric {metric!r}; choose one of: euclidean, cosine")
         if "metric" not in inspect.signature(LEARNERS.get(method)).parameters:
             raise FewshotError(f"--metric does not apply to {method}")
-    LEARNERS.get(method)
+    from fewshot.learners.base import FewShotLearner
+
+    if getattr(LEARNERS.get(method), "episode_loss", None) is FewShotLearner.episode_loss:
+        raise FewshotError(
+            f"method {method!r} has no meta-training loss; `fewshot train` trains "
+            f"{', '.join(n for n in LEARNERS.names() if _trainable(LEARNERS.get(n)))} "
+            "(use `fewshot finetune` for fine-tuning strategies)"
+        )
     if dataset == "omniglot":
         split = split or "vinyals"
         train_data = load_dataset(
@@ -127,6 +134,12 @@ def train_command(
         f"best validation accuracy {result.best_val_accuracy:.4f} at step {result.best_step} "
         f"({result.steps_done} steps, {result.seconds:.0f} s); checkpoint: {result.checkpoint}"
     )
+
+
+def _trainable(learner_class) -> bool:
+    from fewshot.learners.base import FewShotLearner
+
+    return getattr(learner_class, "episode_loss", None) is not FewShotLearner.episode_loss
 
 
 def _encoder_kwargs(encoder: str, channels: int, side: int) -> dict:

@@ -238,6 +238,7 @@ def test_train_resnet12(tmp_path, fake_data):
         (["--ways", 40], "ways=40"),
         (["--dataset", "/no/such"], "neither 'omniglot'"),
         (["--metric", "manhattan"], "unknown metric"),
+        (["--method", "simpleshot"], "has no meta-training loss"),
     ],
 )
 def test_train_bad_input_exit_2(tmp_path, fake_data, args, message):
