@@ -204,3 +204,69 @@ def test_registry_config_round_trip_and_errors():
         MAML(IdentityEncoder(8), strategy="grouped").meta_batch_loss(
             [Episode(torch.rand(2, 8), torch.arange(2), torch.rand(2, 8), torch.arange(2), torch.arange(2))]
         )
+
+
+def synthetic_images(n_classes: int = 8, per_class: int = 6, seed: int = 0):
+    from fewshot.data.tensors import LabeledTensors
+
+    g = torch.Generator().manual_seed(seed)
+    means = torch.rand(n_classes, 1, SIDE, SIDE, generator=g)
+    data = means.repeat_interleave(per_class, 0) + 0.2 * torch.rand(
+        n_classes * per_class, 1, SIDE, SIDE, generator=g
+    )
+    labels = torch.arange(n_classes).repeat_interleave(per_class)
+    return LabeledTensors(data, labels, [f"c{i}" for i in range(n_classes)], {"dataset": "synthetic"})
+
+
+def test_training_loop_checkpoint_and_evaluation(tmp_path):
+    from fewshot.checkpoints import learner_metadata, load_learner
+    from fewshot.evaluation import evaluate
+    from fewshot.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    learner = FirstOrderMAML(Conv4(in_channels=1, hidden=4, image_size=SIDE), ways=3, strategy="grouped")
+    before = {n: p.detach().clone() for n, p in learner.state_dict().items()}
+    data = synthetic_images()
+    config = TrainConfig(
+        ways=3,
+        shots=1,
+        queries=2,
+        steps=3,
+        meta_batch=4,
+        lr_step=0,
+        val_ways=3,
+        val_queries=2,
+        val_episodes=4,
+        val_every=3,
+    )
+    out = tmp_path / "maml.safetensors"
+    result = train(
+        learner,
+        data,
+        out,
+        config,
+        val_data=data,
+        metadata=learner_metadata("fomaml", "conv4", learner),
+        progress=False,
+    )
+    assert result.steps_done == 3 and out.exists()
+    assert any(not torch.equal(p, before[n]) for n, p in learner.state_dict().items())
+    loaded, meta = load_learner(out)
+    assert isinstance(loaded, FirstOrderMAML) and loaded.config() == learner.config()
+    for n, p in loaded.state_dict().items():
+        torch.testing.assert_close(p, learner.state_dict()[n])
+    a = evaluate(loaded, data, ways=3, shots=1, queries=2, episodes=6, progress=False)
+    loaded.strategy = "loop"
+    b = evaluate(loaded, data, ways=2, shots=1, queries=2, episodes=6, progress=False)
+    assert a.n_episodes == 6 and b.n_episodes == 6 and 0 <= a.mean <= 1
+    with pytest.raises(FewshotError, match="3-way head"):
+        evaluate(loaded, data, ways=4, shots=1, queries=2, episodes=2, progress=False)
+
+
+def test_cli_refuses_maml_options_for_other_methods():
+    from fewshot_cli.app import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["train", "--method", "protonet", "--inner-lr", "0.1"])
+    assert result.exit_code == 2
+    assert "MAML options" in result.output

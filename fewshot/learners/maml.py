@@ -485,7 +485,7 @@ class MAML(FewShotLearner):
 
     def train_defaults(self) -> dict:
         """Meta-training settings of the MAML paper for this head width (meta-batch, no lr decay)."""
-        return {"meta_batch": paper_defaults(self.ways)["meta_batch"], "lr": 1e-3, "lr_step": 0}
+        return {"meta_batch": paper_defaults(self.ways)["meta_batch"], "lr_step": 0}
 
 
 class FirstOrderMAML(MAML):
