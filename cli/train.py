@@ -16,9 +16,9 @@ from fewshot_cli.common import (
     Seed,
     Shots,
     Split,
-    Ways,
 )
 
+MAML_METHODS = ("maml", "fomaml", "anil")
 TRAIN_SUBSET = {"vinyals": "train", "lake": "background", "random": "train"}
 
 
@@ -31,13 +31,43 @@ def train_command(
     ] = "conv4",
     dataset: Dataset = "omniglot",
     split: Split = None,
-    ways: Ways = 60,
+    ways: Annotated[
+        int | None, typer.Option("--ways", "-n", help="Classes per episode (default: 60; MAML: 5).")
+    ] = None,
     shots: Shots = 1,
     queries: Queries = 5,
     steps: Annotated[int, typer.Option("--steps", help="Training episodes (meta-steps for MAML).")] = 10_000,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
-    lr_step: Annotated[int, typer.Option("--lr-step", help="Halve the learning rate every N steps.")] = 2_000,
-    meta_batch: Annotated[int, typer.Option("--meta-batch", help="Episodes per optimiser step.")] = 1,
+    lr_step: Annotated[
+        int | None,
+        typer.Option(
+            "--lr-step", help="Halve the learning rate every N steps; 0: constant (MAML's default)."
+        ),
+    ] = None,
+    meta_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--meta-batch", help="Episodes per optimiser step (default 1; MAML: 32 5-way, 16 20-way)."
+        ),
+    ] = None,
+    inner_lr: Annotated[
+        float | None, typer.Option("--inner-lr", help="MAML: inner step size (0.4 5-way, 0.1 20-way).")
+    ] = None,
+    inner_steps: Annotated[
+        int | None, typer.Option("--inner-steps", help="MAML: inner steps in training (1 5-way, 5 20-way).")
+    ] = None,
+    test_inner_steps: Annotated[
+        int | None, typer.Option("--test-inner-steps", help="MAML: inner steps at test time (3 / 5).")
+    ] = None,
+    first_order: Annotated[
+        bool, typer.Option("--first-order", help="MAML/ANIL: drop the second-order term.")
+    ] = False,
+    learn_inner_lr: Annotated[
+        bool, typer.Option("--learn-inner-lr", help="MAML: learn per-parameter inner step sizes (Meta-SGD).")
+    ] = False,
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="MAML execution: auto, loop, vmap or grouped.")
+    ] = "auto",
     val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 500,
     val_episodes: Annotated[int, typer.Option("--val-episodes", help="Validation episodes (5-way).")] = 200,
     metric: Annotated[
@@ -71,6 +101,7 @@ def train_command(
     from fewshot.learners import LEARNERS
     from fewshot.training import TrainConfig, train
 
+    learner_class = LEARNERS.get(method)
     ENCODERS.get(encoder)
     if metric is not None:
         if metric not in ("euclidean", "cosine"):
@@ -85,6 +116,15 @@ def train_command(
             f"{', '.join(n for n in LEARNERS.names() if _trainable(LEARNERS.get(n)))} "
             "(use `fewshot finetune` for fine-tuning strategies)"
         )
+    maml = method in MAML_METHODS
+    if ways is None:
+        ways = getattr(learner_class, "default_train_ways", 60)
+    if (
+        not maml
+        and (inner_lr, inner_steps, test_inner_steps) != (None, None, None)
+        or (not maml and (first_order or learn_inner_lr or strategy != "auto"))
+    ):
+        raise FewshotError(f"--inner-lr/--inner-steps/--first-order/... are MAML options, not {method}'s")
     if dataset == "omniglot":
         split = split or "vinyals"
         train_data = load_dataset(
@@ -102,22 +142,35 @@ def train_command(
             train_data, val_data = holdout_classes(train_data, 0.1, seed)
     channels, side = train_data.data.shape[1], train_data.data.shape[-1]
     enc = ENCODERS.create(encoder, **_encoder_kwargs(encoder, channels, side))
-    learner = LEARNERS.get(method)(enc, **({"metric": metric} if metric else {}))
+    learner_kwargs: dict = {"metric": metric} if metric else {}
+    if maml:
+        learner_kwargs = {
+            "ways": ways,
+            "inner_lr": inner_lr,
+            "inner_steps": inner_steps,
+            "test_inner_steps": test_inner_steps,
+            "learn_inner_lr": learn_inner_lr,
+            "strategy": strategy,
+        }
+        if first_order:
+            learner_kwargs["first_order"] = True
+    learner = learner_class(enc, **learner_kwargs)
+    defaults = learner.train_defaults() if hasattr(learner, "train_defaults") else {}
     config = TrainConfig(
         ways=ways,
         shots=shots,
         queries=queries,
         steps=steps,
         lr=lr,
-        lr_step=lr_step,
-        meta_batch=meta_batch,
+        lr_step=defaults.get("lr_step", 2_000) if lr_step is None else lr_step,
+        meta_batch=defaults.get("meta_batch", 1) if meta_batch is None else meta_batch,
         val_episodes=val_episodes,
         val_every=val_every,
         patience=patience,
         seed=seed,
         device=device,
         mixed_precision=mixed_precision,
-        val_ways=min(5, val_data.n_classes),
+        val_ways=min(5, ways if maml else 5, val_data.n_classes),
     )
     meta = learner_metadata(method, encoder, learner)
     result = train(

@@ -124,6 +124,8 @@ def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar, class_name
 
 
 def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar, class_names=None) -> np.ndarray:
+    if hasattr(learner, "batch_episode_predictions"):
+        return _evaluate_episode_blocks(learner, data, sampler, device, bar)
     accuracies = []
     for indices in sampler.iter_indices():
         episode = sampler.gather(data, indices).to(device)
@@ -133,6 +135,28 @@ def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar, cla
         accuracies.append(float((predictions == episode.query_y).float().mean()))
         bar.update(1)
     return np.asarray(accuracies)
+
+
+def _evaluate_episode_blocks(
+    learner, data: torch.Tensor, sampler, device, bar, block: int = 32
+) -> np.ndarray:
+    """Learners that adapt (MAML) fit and predict a block of episodes in one call."""
+    n, k, q = sampler.ways, sampler.shots, sampler.queries
+    support_y = torch.arange(n, device=device).repeat_interleave(k)
+    query_y = torch.arange(n, device=device).repeat_interleave(q)
+    accuracies = []
+    for indices in _episode_blocks(sampler, block):
+        b = indices.support.shape[0]
+        support_x = data[torch.as_tensor(indices.support.reshape(-1))].to(device)
+        query_x = data[torch.as_tensor(indices.query.reshape(-1))].to(device)
+        predictions = learner.batch_episode_predictions(
+            support_x.reshape(b, n * k, *data.shape[1:]),
+            support_y.expand(b, -1),
+            query_x.reshape(b, n * q, *data.shape[1:]),
+        )
+        accuracies.append((predictions == query_y).float().mean(-1).cpu())
+        bar.update(b)
+    return torch.cat(accuracies).numpy()
 
 
 def evaluate(

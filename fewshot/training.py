@@ -39,10 +39,10 @@ class TrainConfig:
     queries: int = 5
     steps: int = 10_000
     lr: float = 1e-3
-    lr_step: int = 2_000  # halve the learning rate every lr_step steps
+    lr_step: int = 2_000  # multiply the learning rate by lr_gamma every lr_step steps; 0 = constant
     lr_gamma: float = 0.5
     weight_decay: float = 0.0
-    meta_batch: int = 1  # episodes whose losses are averaged per optimiser step
+    meta_batch: int = 1  # episodes whose losses are averaged per optimiser step (one meta-step)
     val_ways: int = 5
     val_shots: int = 1
     val_queries: int = 15
@@ -141,7 +141,9 @@ def train(
         seed=config.seed,
     )
     optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    schedule = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=config.lr_step if config.lr_step > 0 else config.steps + 1, gamma=config.lr_gamma
+    )
     amp_dtype = autocast_dtype(device) if config.mixed_precision else None
     # float16 (GPUs without bfloat16) needs loss scaling; bfloat16 and float32 do not.
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -190,10 +192,24 @@ def train(
     for _ in range(start_step * config.meta_batch):
         next(episodes)
     step = start_step
+    # Learners that define meta_batch_loss(episodes) get the meta-batch in one call, so they can
+    # run it as one vectorised computation; others get episode_loss per episode.
+    batch_loss = getattr(learner, "meta_batch_loss", None)
     try:
         for step in range(start_step + 1, config.steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            for _ in range(config.meta_batch):
+            if batch_loss is not None:  # the learner runs the whole meta-batch itself (MAML)
+                batch = [
+                    sampler.gather(train_data.data, next(episodes)).to(device, non_blocking=True)
+                    for _ in range(config.meta_batch)
+                ]
+                with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+                    loss, acc = batch_loss(batch)
+                loss.backward()
+                window_loss += loss.item() * config.meta_batch
+                window_acc += acc.item() * config.meta_batch
+                window_n += config.meta_batch
+            for _ in range(config.meta_batch if batch_loss is None else 0):
                 episode = sampler.gather(train_data.data, next(episodes)).to(device, non_blocking=True)
                 ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
                 with ctx:

@@ -12,6 +12,9 @@ from fewshot.registry import Registry
 
 LEARNERS: Registry = Registry("method")
 LEARNERS.register("protonet", "fewshot.learners.protonet:ProtoNet")
+LEARNERS.register("maml", "fewshot.learners.maml:MAML")
+LEARNERS.register("fomaml", "fewshot.learners.maml:FirstOrderMAML")
+LEARNERS.register("anil", "fewshot.learners.maml:ANIL")
 LEARNERS.register("simpleshot", "fewshot.learners.simpleshot:SimpleShot")
 LEARNERS.register("linear-probe", "fewshot.learners.linear_probe:LinearProbe")
 LEARNERS.register("finetune", "fewshot.learners.finetune:Finetune")
