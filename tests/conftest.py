@@ -70,3 +70,12 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     config.val_episodes, config.device = 5, "cpu"
     train(learner, synthetic_images(10, 8), out, config, synthetic_images(4, 8, seed=1), meta, progress=False)
     return out
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread avoids oversubscribing a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

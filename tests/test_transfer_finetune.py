@@ -24,13 +24,7 @@ from fewshot.transfer.strategies import (
     trainable_blocks_at,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pattern_images(n_classes: int = 4, per_class: int = 12, side: int = 16, seed: int = 0) -> LabeledTensors:

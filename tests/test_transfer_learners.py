@@ -20,14 +20,7 @@ from fewshot.learners.simpleshot import SimpleShot
 from fewshot.learners.tip_adapter import TipAdapter, TipAdapterF
 from fewshot.sampling import EpisodeSampler
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids oversubscribing a shared CPU (25x faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class FixedText(TipAdapter):
