@@ -78,6 +78,8 @@ def run_size(n: int, args, faiss) -> list[dict]:
         ("HNSW32", "efSearch", args.ef_search),
         (f"IVF{nlist},Flat", "nprobe", args.nprobe),
     ]
+    kinds = set(args.factories) | {"Flat"}  # Flat gives the exact neighbours recall is measured against
+    factories = [f for f in factories if f[0].split(",")[0].rstrip("0123456789") in kinds]
     truth = None
     for factory, knob, values in factories:
         if factory == "HNSW32" and n > args.hnsw_max:
@@ -139,6 +141,8 @@ def run_size(n: int, args, faiss) -> list[dict]:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
+    if args.no_sklearn:
+        return rows
     # scikit-learn brute force, cosine, on a subset of the queries
     from sklearn.neighbors import NearestNeighbors
 
@@ -256,6 +260,14 @@ def main() -> None:
     parser.add_argument(
         "--compare-build-max", type=int, default=200_000, help="raw-vs-wrapper builds up to this N"
     )
+    parser.add_argument(
+        "--factories",
+        nargs="+",
+        choices=["Flat", "HNSW", "IVF"],
+        default=["Flat", "HNSW", "IVF"],
+        help="index kinds to run (Flat always runs: it is the ground truth)",
+    )
+    parser.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn's brute force")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json-out", default=None)
     parser.add_argument(

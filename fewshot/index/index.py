@@ -113,12 +113,16 @@ def _as_matrix(vectors: Any, dim: int, what: str) -> np.ndarray:
         )
     if not np.issubdtype(array.dtype, np.number):
         raise EmbeddingIndexError(f"{what} must be numbers; got dtype {array.dtype}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    # Row sums in float64 cannot overflow for finite float32 rows and carry any NaN or inf along,
-    # without the n*dim boolean temporary that np.isfinite(array).all() would allocate.
-    if not np.isfinite(array.sum(axis=1, dtype=np.float64)).all():
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _check_finite(array: np.ndarray, what: str, unit_rows: bool = False) -> None:
+    """Refuse NaN or infinite values. Row sums carry any NaN or inf along without the n*dim
+    boolean temporary of ``np.isfinite(array).all()``; float64 keeps finite rows from
+    overflowing, except for unit-length rows (cosine), whose float32 sums cannot overflow."""
+    sums = array.sum(axis=1) if unit_rows else array.sum(axis=1, dtype=np.float64)
+    if not np.isfinite(sums).all():
         raise EmbeddingIndexError(f"{what} contain NaN or infinite values")
-    return array
 
 
 def _normalised(array: np.ndarray, source: Any) -> np.ndarray:
@@ -261,7 +265,10 @@ class EmbeddingIndex:
     # training and adding ----------------------------------------------------------------------
     def _prepare(self, vectors: Any, what: str) -> np.ndarray:
         array = _as_matrix(vectors, self.dim, what)
-        return _normalised(array, vectors) if self.metric == "cosine" else array
+        if self.metric == "cosine":
+            array = _normalised(array, vectors)  # a NaN or inf anywhere leaves its row NaN
+        _check_finite(array, what, unit_rows=self.metric == "cosine")
+        return array
 
     def min_training_vectors(self) -> int:
         """How many vectors training needs (0 when the index type needs no training)."""
@@ -312,15 +319,18 @@ class EmbeddingIndex:
         array = self._prepare(vectors, "vectors")
         n = array.shape[0]
         start = len(self._keys)
-        ids = list(map(str, range(start, start + n))) if ids is None else list(ids)
-        if len(ids) != n:
-            raise EmbeddingIndexError(f"got {n} vectors but {len(ids)} ids")
-        if not set(map(type, ids)) <= {str}:  # C-speed checks: these run once per item
-            bad = next(i for i in ids if not isinstance(i, str))
-            raise EmbeddingIndexError(f"ids must be strings; got {type(bad).__name__} {bad!r}")
-        if len(set(ids)) != n:
-            dup = next(i for i in ids if ids.count(i) > 1)
-            raise EmbeddingIndexError(f"duplicate id {dup!r} among the ids given")
+        if ids is None:  # running numbers: strings, and unique among themselves by construction
+            ids = list(map(str, range(start, start + n)))
+        else:
+            ids = list(ids)
+            if len(ids) != n:
+                raise EmbeddingIndexError(f"got {n} vectors but {len(ids)} ids")
+            if not set(map(type, ids)) <= {str}:  # C-speed checks: these run once per item
+                bad = next(i for i in ids if not isinstance(i, str))
+                raise EmbeddingIndexError(f"ids must be strings; got {type(bad).__name__} {bad!r}")
+            if len(set(ids)) != n:
+                dup = next(i for i in ids if ids.count(i) > 1)
+                raise EmbeddingIndexError(f"duplicate id {dup!r} among the ids given")
         if not self._lookup.keys().isdisjoint(ids):
             clash = [i for i in ids if i in self._lookup]
             raise EmbeddingIndexError(
