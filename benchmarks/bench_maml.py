@@ -155,12 +155,12 @@ def ours_step_fn(learner, tasks, bf16: bool = False):
 
     import torch
 
-    def step():
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def step():  # what the training loop runs per meta-step
         learner.zero_grad(set_to_none=True)
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with ctx:
-            loss, _ = learner.meta_batch_loss(tasks)
-        loss.backward()
+        learner.meta_batch_backward(tasks, autocast=autocast)
         return [p.grad for p in learner.meta_parameters().values()]
 
     return step

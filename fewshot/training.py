@@ -195,6 +195,11 @@ def train(
     # Learners that define meta_batch_loss(episodes) get the meta-batch in one call, so they can
     # run it as one vectorised computation; others get episode_loss per episode.
     batch_loss = getattr(learner, "meta_batch_loss", None)
+    batch_backward = getattr(learner, "meta_batch_backward", None)  # may free each task's graph early
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+
     try:
         for step in range(start_step + 1, config.steps + 1):
             optimizer.zero_grad(set_to_none=True)
@@ -203,16 +208,19 @@ def train(
                     sampler.gather(train_data.data, next(episodes)).to(device, non_blocking=True)
                     for _ in range(config.meta_batch)
                 ]
-                with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-                    loss, acc = batch_loss(batch)
-                loss.backward()
-                window_loss += loss.item() * config.meta_batch
-                window_acc += acc.item() * config.meta_batch
+                if batch_backward is not None:
+                    loss_value, acc_value = batch_backward(batch, autocast=autocast, scale=scaler.scale)
+                else:
+                    with autocast():
+                        loss, acc = batch_loss(batch)
+                    scaler.scale(loss).backward()
+                    loss_value, acc_value = loss.item(), acc.item()
+                window_loss += loss_value * config.meta_batch
+                window_acc += acc_value * config.meta_batch
                 window_n += config.meta_batch
             for _ in range(config.meta_batch if batch_loss is None else 0):
                 episode = sampler.gather(train_data.data, next(episodes)).to(device, non_blocking=True)
-                ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
-                with ctx:
+                with autocast():
                     loss, acc = learner.episode_loss(episode)
                 scaler.scale(loss / config.meta_batch).backward()
                 window_loss += loss.item()

@@ -30,6 +30,8 @@ model can be evaluated on 5-way tasks); N > ``ways`` is refused with a clear err
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
@@ -434,6 +436,44 @@ class MAML(FewShotLearner):
         loss = _task_loss(logits, query_y) / len(episodes)
         accuracy = (logits.argmax(-1) == query_y).float().mean()
         return loss, accuracy
+
+    def meta_batch_backward(
+        self,
+        episodes: list[Episode],
+        autocast: Callable[[], AbstractContextManager] = nullcontext,
+        scale: Callable[[torch.Tensor], torch.Tensor] = lambda loss: loss,
+    ) -> tuple[float, float]:
+        """Accumulate one meta-step's gradient into ``.grad``; returns (mean query loss, accuracy).
+
+        The gradient is that of `meta_batch_loss`. With the ``loop`` strategy each task's query
+        loss is back-propagated as soon as it is computed, as learn2learn's recipe does, so only
+        one task's graph is alive at a time (less memory, and faster on a CPU); the vectorised
+        strategies back-propagate the whole meta-batch at once. Forward passes run under
+        `autocast()`; `scale` wraps each loss before its backward (a GradScaler's ``scale``).
+        """
+        self._check_ways(episodes[0].ways)
+        first = episodes[0]
+        stacks = [torch.stack([getattr(e, f) for e in episodes]) for f in ("support_x", "support_y")]
+        stacks += [torch.stack([getattr(e, f) for e in episodes]) for f in ("query_x", "query_y")]
+        strategy = self._resolve_strategy(*stacks, train=True)
+        if strategy != "loop" or len(episodes) == 1:
+            with autocast():
+                loss, accuracy = self.meta_batch_loss(episodes)
+            scale(loss).backward()
+            return loss.item(), accuracy.item()
+        params = self.meta_parameters()
+        ways = int(first.support_y.max()) + 1
+        total_loss, correct, count = 0.0, 0, 0
+        for e in episodes:
+            with autocast(), torch.enable_grad():
+                adapted = self._inner_loop(params, e.support_x, e.support_y, ways, self.inner_steps, True)
+                logits = self._query_logits(adapted, e.query_x, ways)
+                loss = _task_loss(logits, e.query_y) / len(episodes)
+            scale(loss).backward()
+            total_loss += loss.item()
+            correct += int((logits.argmax(-1) == e.query_y).sum())
+            count += e.query_y.numel()
+        return total_loss, correct / count
 
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         return self.meta_batch_loss([episode])
