@@ -80,6 +80,14 @@ def train_command(
         int,
         typer.Option("--patience", help="Stop after N validations without improvement (0: never)."),
     ] = 0,
+    trainval: Annotated[
+        bool,
+        typer.Option(
+            "--trainval",
+            help="Train on the training and validation classes together, without validation, and "
+            "keep the last step (Snell et al.'s final run: choose --steps with a validated run first).",
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors).")] = Path(
         "runs/model.safetensors"
     ),
@@ -95,7 +103,7 @@ def train_command(
     """Meta-train a few-shot learner on N-way K-shot episodes and write its best checkpoint."""
     from fewshot.checkpoints import learner_metadata
     from fewshot.data.loading import load_dataset
-    from fewshot.data.splits import holdout_classes
+    from fewshot.data.splits import holdout_classes, join_classes
     from fewshot.encoders import ENCODERS
     from fewshot.errors import DataError, FewshotError
     from fewshot.learners import LEARNERS
@@ -125,21 +133,28 @@ def train_command(
         or (not maml and (first_order or learn_inner_lr or strategy != "auto"))
     ):
         raise FewshotError(f"--inner-lr/--inner-steps/--first-order/... are MAML options, not {method}'s")
+    val_data = None
     if dataset == "omniglot":
         split = split or "vinyals"
-        train_data = load_dataset(
-            dataset, TRAIN_SUBSET.get(split, "train"), split, data_dir, image_size, seed
-        )
-        if split == "vinyals":
-            val_data = load_dataset(dataset, "val", split, data_dir, image_size, seed)
+        if split == "vinyals" and trainval:
+            train_data = load_dataset(dataset, "trainval", split, data_dir, image_size, seed)
         else:
+            train_data = load_dataset(
+                dataset, TRAIN_SUBSET.get(split, "train"), split, data_dir, image_size, seed
+            )
+        if split == "vinyals" and not trainval:
+            val_data = load_dataset(dataset, "val", split, data_dir, image_size, seed)
+        elif not trainval:
             train_data, val_data = holdout_classes(train_data, 0.1, seed)
     else:
         train_data = load_dataset(dataset, "train", split, data_dir, image_size, seed)
         try:
             val_data = load_dataset(dataset, "val", split, data_dir, image_size, seed)
         except DataError:
-            train_data, val_data = holdout_classes(train_data, 0.1, seed)
+            if not trainval:
+                train_data, val_data = holdout_classes(train_data, 0.1, seed)
+        if trainval and val_data is not None:
+            train_data, val_data = join_classes(train_data, val_data, "trainval"), None
     channels, side = train_data.data.shape[1], train_data.data.shape[-1]
     enc = ENCODERS.create(encoder, **_encoder_kwargs(encoder, channels, side))
     learner_kwargs: dict = {"metric": metric} if metric else {}
@@ -170,7 +185,7 @@ def train_command(
         seed=seed,
         device=device,
         mixed_precision=mixed_precision,
-        val_ways=min(5, ways if maml else 5, val_data.n_classes),
+        val_ways=min(5, ways if maml else 5, val_data.n_classes if val_data is not None else 5),
     )
     meta = learner_metadata(method, encoder, learner)
     result = train(
@@ -183,10 +198,16 @@ def train_command(
         resume=resume,
         progress=progress,
     )
-    typer.echo(
-        f"best validation accuracy {result.best_val_accuracy:.4f} at step {result.best_step} "
-        f"({result.steps_done} steps, {result.seconds:.0f} s); checkpoint: {result.checkpoint}"
-    )
+    if val_data is None:
+        typer.echo(
+            f"trained on train+val without validation: kept step {result.best_step} "
+            f"({result.seconds:.0f} s); checkpoint: {result.checkpoint}"
+        )
+    else:
+        typer.echo(
+            f"best validation accuracy {result.best_val_accuracy:.4f} at step {result.best_step} "
+            f"({result.steps_done} steps, {result.seconds:.0f} s); checkpoint: {result.checkpoint}"
+        )
 
 
 def _trainable(learner_class) -> bool:

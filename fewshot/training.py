@@ -116,7 +116,8 @@ def train(
     resume: bool = True,
     progress: bool = True,
 ) -> TrainResult:
-    """Meta-train `learner` on episodes of `train_data`; write the best checkpoint to `out`.
+    """Meta-train `learner` on episodes of `train_data`; write the best checkpoint to `out`
+    (best by validation accuracy; without `val_data`, the last step).
 
     Beside ``out`` (a ``.safetensors`` path) the run keeps ``<out>.state.pt`` (the last
     state, for resuming), ``<out>.log.csv`` and ``<out>.run.json``.
@@ -238,7 +239,8 @@ def train(
                     learner.eval()
                     val_acc = _episode_accuracy(learner, val_data, config, device)
                     learner.train()
-                score = val_acc if val_data is not None else -window_loss / max(window_n, 1)
+                # Without validation data there is nothing to select on: the latest step is kept.
+                score = val_acc if val_data is not None else float(step)
                 log.writerow(
                     [
                         step,
@@ -284,7 +286,7 @@ def train(
         log_file.close()
 
     result = TrainResult(
-        best_val_accuracy=best_acc,
+        best_val_accuracy=best_acc if val_data is not None else float("nan"),
         best_step=best_step,
         steps_done=step,
         seconds=round(time.perf_counter() - started, 1),

@@ -203,6 +203,29 @@ def test_train_writes_checkpoint_that_eval_reads(tmp_path, fake_data):
     assert evaluated.exit_code == 0, evaluated.output
 
 
+def test_train_trainval_uses_train_and_val_classes_and_keeps_the_last_step(tmp_path, fake_data):
+    out = tmp_path / "m.safetensors"
+    args = ("--ways", 4, "--queries", 2, "--steps", 4, "--val-every", 2, "--out", out, "--no-progress")
+    result = invoke("train", *args, "--trainval", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "kept step 4" in result.output
+    assert [c[1] for c in fake_data] == ["trainval"]  # one load, no validation subset
+    log = (tmp_path / "m.safetensors.log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["2", "4"] and log[1].split(",")[3] == "nan"
+    _, meta = load_learner(out)
+    assert meta["best_step"] == 4 and meta["val_accuracy"] is None
+
+
+def test_join_classes_keeps_classes_apart():
+    from fewshot.data.splits import join_classes
+
+    a, b = synthetic_images(3, 2, seed=0), synthetic_images(2, 2, seed=1)
+    joined = join_classes(a, b, "trainval")
+    assert joined.n_classes == 5 and len(joined) == len(a) + len(b)
+    assert joined.labels[len(a) :].tolist() == (b.labels + 3).tolist()
+    assert joined.class_names == a.class_names + b.class_names
+
+
 @pytest.mark.slow  # builds, trains and saves the full 12M-parameter ResNet-12
 def test_train_resnet12(tmp_path, fake_data):
     out = tmp_path / "r.safetensors"

@@ -36,3 +36,17 @@ def holdout_classes(
         raise DataError(f"{data.n_classes} classes are too few to hold out {fraction:.0%} of them")
     held, rest = np.sort(order[:n_held]), np.sort(order[n_held:])
     return subset_classes(data, rest, "train"), subset_classes(data, held, "val")
+
+
+def join_classes(first: LabeledTensors, second: LabeledTensors, name: str) -> LabeledTensors:
+    """The classes of both (class-disjoint) parts as one set; `second`'s ids follow `first`'s."""
+    if first.data.shape[1:] != second.data.shape[1:]:
+        raise DataError(
+            f"cannot join items of shapes {tuple(first.data.shape[1:])} and {tuple(second.data.shape[1:])}"
+        )
+    return LabeledTensors(
+        torch.cat([first.data, second.data]),
+        torch.cat([first.labels, second.labels + first.n_classes]),
+        [*first.class_names, *second.class_names],
+        {**first.info, "subset": name},
+    )
