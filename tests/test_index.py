@@ -113,6 +113,18 @@ def test_string_ids_and_metadata():
     assert len(index) == 3
 
 
+def test_default_ids_run_on_across_adds_and_removals():
+    index = EmbeddingIndex(8).add(random_vectors(5, 8))  # a bulk add builds no id map yet
+    assert len(index) == 5 and "4" in index and "5" not in index
+    index.add(random_vectors(3, 8, seed=1))
+    assert index.ids == [str(i) for i in range(8)] and index.metadata("7") == {}
+    index.remove(["0", "6"])
+    index.add(random_vectors(1, 8, seed=2))  # numbers are never reused
+    assert len(index) == 7 and "8" in index and "0" not in index and "6" not in index
+    with pytest.raises(EmbeddingIndexError, match="already in the index"):
+        index.add(random_vectors(1, 8), ids=["3"])
+
+
 def test_dimension_mismatch_and_bad_arguments():
     index = EmbeddingIndex(8)
     with pytest.raises(EmbeddingIndexError, match="dimension 4"):

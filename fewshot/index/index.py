@@ -190,7 +190,9 @@ class EmbeddingIndex:
         self._index = self._build(factory)
         self._keys: list[str | None] = []  # FAISS id -> string id (None once removed)
         self._meta: list[dict[str, Any] | None] = []  # FAISS id -> metadata
-        self._lookup: dict[str, int] = {}  # string id -> FAISS id
+        # string id -> FAISS id; None until first needed, so a bulk add does not pay for it
+        self._lookup: dict[str, int] | None = {}
+        self._count = 0  # items in the index
         self._keys_array: np.ndarray | None = None  # cached object array of _keys for searches
         self._gpu_index = None
 
@@ -221,10 +223,17 @@ class EmbeddingIndex:
         return self._index
 
     def __len__(self) -> int:
-        return len(self._lookup)
+        return self._count
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._lookup
+        return item_id in self._id_map
+
+    @property
+    def _id_map(self) -> dict[str, int]:
+        """String id -> FAISS id, built from ``_keys`` on first use after a bulk add."""
+        if self._lookup is None:
+            self._lookup = {key: label for label, key in enumerate(self._keys) if key is not None}
+        return self._lookup
 
     @property
     def ids(self) -> list[str]:
@@ -233,9 +242,9 @@ class EmbeddingIndex:
 
     def metadata(self, item_id: str) -> dict[str, Any]:
         """Metadata stored with `item_id`."""
-        if item_id not in self._lookup:
+        if item_id not in self._id_map:
             raise EmbeddingIndexError(f"no item with id {item_id!r} in the index")
-        return self._meta[self._lookup[item_id]] or {}
+        return self._meta[self._id_map[item_id]] or {}
 
     @property
     def is_trained(self) -> bool:
@@ -331,8 +340,8 @@ class EmbeddingIndex:
             if len(set(ids)) != n:
                 dup = next(i for i in ids if ids.count(i) > 1)
                 raise EmbeddingIndexError(f"duplicate id {dup!r} among the ids given")
-        if not self._lookup.keys().isdisjoint(ids):
-            clash = [i for i in ids if i in self._lookup]
+        if self._count and not self._id_map.keys().isdisjoint(ids):  # an empty index cannot clash
+            clash = [i for i in ids if i in self._id_map]
             raise EmbeddingIndexError(
                 f"{len(clash)} id(s) already in the index (e.g. {clash[0]!r}); remove them first"
             )
@@ -355,7 +364,11 @@ class EmbeddingIndex:
         self._index.add_with_ids(array, np.arange(start, start + n, dtype=np.int64))
         self._keys.extend(ids)
         self._meta.extend(metas)
-        self._lookup.update(zip(ids, range(start, start + n), strict=True))
+        self._count += n
+        if start == 0:
+            self._lookup = None  # built when first needed
+        elif self._lookup is not None:
+            self._lookup.update(zip(ids, range(start, start + n), strict=True))
         self._changed()
         return self
 
@@ -366,10 +379,10 @@ class EmbeddingIndex:
             EmbeddingIndexError: an id is not in the index, or the index type cannot remove (HNSW).
         """
         ids = [ids] if isinstance(ids, str) else list(ids)
-        missing = [i for i in ids if i not in self._lookup]
+        missing = [i for i in ids if i not in self._id_map]
         if missing:
             raise EmbeddingIndexError(f"{len(missing)} id(s) not in the index (e.g. {missing[0]!r})")
-        labels = np.array(sorted({self._lookup[i] for i in ids}), dtype=np.int64)
+        labels = np.array(sorted({self._id_map[i] for i in ids}), dtype=np.int64)
         if labels.size == 0:
             return 0
         try:
@@ -382,9 +395,10 @@ class EmbeddingIndex:
         if removed != labels.size:  # pragma: no cover - would mean our id map is out of sync
             raise RuntimeError(f"FAISS removed {removed} of {labels.size} vectors")
         for label in labels.tolist():
-            del self._lookup[self._keys[label]]
+            del self._id_map[self._keys[label]]
             self._keys[label] = None
             self._meta[label] = None
+        self._count -= int(labels.size)
         self._changed()
         return int(labels.size)
 

@@ -252,7 +252,8 @@ def load_index(
     for label, key, meta in zip(items["labels"], items["ids"], items["metadata"], strict=True):
         index._keys[label] = key
         index._meta[label] = meta
-    index._lookup = dict(zip(items["ids"], items["labels"], strict=True))
+    index._lookup = None  # built when first needed
+    index._count = len(items["ids"])
     record = sidecar.get("encoder")
     index._encoder_record = record
     index.encoder_name = record["name"] if record else None
