@@ -96,23 +96,12 @@ def test_meta_gradient_matches_reference(cls, kwargs, strategy):
     torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=0)
     for (name, _), g, ref in zip(learner.named_parameters(), grads, ref_grads, strict=True):
         torch.testing.assert_close(g, ref, atol=1e-5, rtol=1e-5, msg=f"{strategy}: {name}")
-
-
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize(("cls", "kwargs"), CASES)
-def test_meta_batch_backward_accumulates_the_reference_gradient(cls, kwargs, strategy):
-    """The training loop's entry point (per-task backward for `loop`) gives the same gradient."""
-    learner = tiny_learner(cls, strategy=strategy, inner_lr=0.3, **kwargs)
-    tasks = episodes()
-    ref_loss, ref_grads = reference_meta_gradient(
-        learner, tasks, learner.inner_steps, learner.first_order, learner.head_only
-    )
+    # The training loop's entry point (per-task backward for `loop`) accumulates the same gradient.
     learner.zero_grad(set_to_none=True)
-    loss, accuracy = learner.meta_batch_backward(tasks)
-    assert loss == pytest.approx(ref_loss.item(), abs=1e-6)
-    assert 0.0 <= accuracy <= 1.0
+    loss_value, accuracy = learner.meta_batch_backward(tasks)
+    assert loss_value == pytest.approx(ref_loss.item(), abs=1e-6) and 0.0 <= accuracy <= 1.0
     for (name, p), ref in zip(learner.named_parameters(), ref_grads, strict=True):
-        torch.testing.assert_close(p.grad, ref, atol=1e-5, rtol=1e-5, msg=f"{strategy}: {name}")
+        torch.testing.assert_close(p.grad, ref, atol=1e-5, rtol=1e-5, msg=f"backward {strategy}: {name}")
 
 
 def test_strategies_agree_in_float32():
