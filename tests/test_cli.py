@@ -169,30 +169,19 @@ def test_eval_real_omniglot(tiny_checkpoint, omniglot_dir):
 # -- train --------------------------------------------------------------------------------------
 
 
+def invoke_train(out, *extra, ways=4, queries=3, steps=4, val_every=2):
+    """`fewshot train` on the fake data, on the CPU, small enough for a unit test."""
+    return invoke(
+        "train",
+        *("--ways", ways, "--queries", queries, "--steps", steps, "--val-every", val_every),
+        *("--val-episodes", 5, "--out", out, "--device", "cpu", "--no-progress"),
+        *extra,
+    )
+
+
 def test_train_writes_checkpoint_that_eval_reads(tmp_path, fake_data):
     out = tmp_path / "m.safetensors"
-    result = invoke(
-        "train",
-        "--ways",
-        4,
-        "--shots",
-        1,
-        "--queries",
-        3,
-        "--steps",
-        4,
-        "--val-every",
-        2,
-        "--val-episodes",
-        5,
-        "--out",
-        out,
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--metric",
-        "cosine",
-    )
+    result = invoke_train(out, "--shots", 1, "--metric", "cosine")
     assert result.exit_code == 0, result.output
     assert "best validation accuracy" in result.output
     learner, meta = load_learner(out)
@@ -205,8 +194,7 @@ def test_train_writes_checkpoint_that_eval_reads(tmp_path, fake_data):
 
 def test_train_trainval_uses_train_and_val_classes_and_keeps_the_last_step(tmp_path, fake_data):
     out = tmp_path / "m.safetensors"
-    args = ("--ways", 4, "--queries", 2, "--steps", 4, "--val-every", 2, "--out", out, "--no-progress")
-    result = invoke("train", *args, "--trainval", "--device", "cpu")
+    result = invoke_train(out, "--trainval", queries=2)
     assert result.exit_code == 0, result.output
     assert "kept step 4" in result.output
     assert [c[1] for c in fake_data] == ["trainval"]  # one load, no validation subset
@@ -229,26 +217,7 @@ def test_join_classes_keeps_classes_apart():
 @pytest.mark.slow  # builds, trains and saves the full 12M-parameter ResNet-12
 def test_train_resnet12(tmp_path, fake_data):
     out = tmp_path / "r.safetensors"
-    result = invoke(
-        "train",
-        "--encoder",
-        "resnet12",
-        "--ways",
-        3,
-        "--queries",
-        2,
-        "--steps",
-        1,
-        "--val-every",
-        1,
-        "--val-episodes",
-        2,
-        "--out",
-        out,
-        "--device",
-        "cpu",
-        "--no-progress",
-    )
+    result = invoke_train(out, "--encoder", "resnet12", ways=3, queries=2, steps=1, val_every=1)
     assert result.exit_code == 0, result.output
     assert load_learner(out)[1]["encoder_config"]["channels"] == [64, 160, 320, 640]
 

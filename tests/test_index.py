@@ -13,16 +13,7 @@ import torch
 from fewshot.errors import CheckpointError, FewshotError
 from fewshot.index import EmbeddingIndex, EmbeddingIndexError, recall_at_k, storage
 
-
-@pytest.fixture(autouse=True)
-def _one_faiss_thread():
-    """Tiny indexes: OpenMP threads only add contention on a shared machine."""
-    import faiss
-
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 def random_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:

@@ -17,16 +17,7 @@ from fewshot.errors import FewshotError
 from fewshot.index import EmbeddingIndex
 from fewshot.index.images import image_id
 
-
-@pytest.fixture(autouse=True)
-def _one_faiss_thread():
-    """Tiny indexes: OpenMP threads only add contention on a shared machine."""
-    import faiss
-
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 230)}
