@@ -6,10 +6,8 @@ like ``fewshot data info`` start instantly.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from fewshot.data.paths import resolve_data_dir
+from fewshot.lazy import lazy_attributes
 
 _LAZY = {
     "LabeledTensors": "fewshot.data.tensors",
@@ -22,10 +20,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fewshot.data' has no attribute {name!r}")
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = ["resolve_data_dir", *_LAZY]
