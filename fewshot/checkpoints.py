@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from fewshot.errors import CheckpointError, FewshotError
+from fewshot.errors import CheckpointError, FewshotError, check_format_header
 
 FORMAT = "fewshot-checkpoint"
 FORMAT_VERSION = 1
@@ -119,13 +119,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         meta = json.loads(metadata[META_KEY])
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: its fewshot metadata is not valid JSON (tampered?)") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a safetensors file but not a fewshot checkpoint")
-    if meta.get("version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format version {meta.get('version')!r}; "
-            f"this toolkit reads version {FORMAT_VERSION}"
-        )
+    meta = check_format_header(meta, path, FORMAT, FORMAT_VERSION, "fewshot checkpoint")
     expected = meta.get("weights_sha256")
     if expected is not None and expected != weights_digest(tensors):
         raise CheckpointError(

@@ -30,3 +30,19 @@ class NotFittedError(FewshotError, RuntimeError):
 
 class ModelUnavailableError(FewshotError):
     """Pretrained weights cannot be had (offline, unknown tag, missing local file)."""
+
+
+def check_format_header(document: object, path: object, fmt: str, version: int, kind: str) -> dict:
+    """`document` as a dict when it carries ``format == fmt`` and ``version == version``.
+
+    Raises:
+        CheckpointError: a foreign document (``{path} is not a {kind}``) or another format version.
+    """
+    if not isinstance(document, dict) or document.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a {kind}")
+    if document.get("version") != version:
+        raise CheckpointError(
+            f"{path} has {kind} format version {document.get('version')!r}; "
+            f"this toolkit reads version {version}"
+        )
+    return document

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fewshot.checkpoints import atomic_write_bytes
-from fewshot.errors import CheckpointError
+from fewshot.errors import CheckpointError, check_format_header
 
 if TYPE_CHECKING:
     from fewshot.encoders.base import Encoder
@@ -136,13 +136,7 @@ def read_sidecar(directory: str | os.PathLike[str]) -> dict[str, Any]:
         sidecar = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is damaged (not valid JSON: {err})") from err
-    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a fewshot index sidecar")
-    if sidecar.get("version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has index format version {sidecar.get('version')!r}; "
-            f"this toolkit reads version {FORMAT_VERSION}"
-        )
+    sidecar = check_format_header(sidecar, path, FORMAT, FORMAT_VERSION, "fewshot index sidecar")
     _check_fields(sidecar, path)
     return sidecar
 
