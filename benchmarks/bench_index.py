@@ -288,7 +288,7 @@ def main() -> None:
         for n in args.sizes:
             for nq in (args.queries, args.queries_large):
                 print(json.dumps(fixed_overhead(n, nq, args.k, args.dim)), flush=True)
-            print(json.dumps(flat_build_overhead(n, args.dim)), flush=True)
+            print(json.dumps(flat_build_overhead(n, args.dim, max(5, args.repeats))), flush=True)
         return
     rows = []
     for n in args.sizes:
