@@ -193,10 +193,10 @@ def train(
     for _ in range(start_step * config.meta_batch):
         next(episodes)
     step = start_step
-    # Learners that define meta_batch_loss(episodes) get the meta-batch in one call, so they can
-    # run it as one vectorised computation; others get episode_loss per episode.
-    batch_loss = getattr(learner, "meta_batch_loss", None)
-    batch_backward = getattr(learner, "meta_batch_backward", None)  # may free each task's graph early
+    # Learners that define meta_batch_backward(episodes, autocast, scale) get the meta-batch in
+    # one call and accumulate its gradient themselves (vectorised, or freeing each task's graph
+    # early); others get episode_loss per episode.
+    batch_backward = getattr(learner, "meta_batch_backward", None)
 
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
@@ -204,22 +204,16 @@ def train(
     try:
         for step in range(start_step + 1, config.steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            if batch_loss is not None:  # the learner runs the whole meta-batch itself (MAML)
+            if batch_backward is not None:  # the learner runs the whole meta-batch itself (MAML)
                 batch = [
                     sampler.gather(train_data.data, next(episodes)).to(device, non_blocking=True)
                     for _ in range(config.meta_batch)
                 ]
-                if batch_backward is not None:
-                    loss_value, acc_value = batch_backward(batch, autocast=autocast, scale=scaler.scale)
-                else:
-                    with autocast():
-                        loss, acc = batch_loss(batch)
-                    scaler.scale(loss).backward()
-                    loss_value, acc_value = loss.item(), acc.item()
+                loss_value, acc_value = batch_backward(batch, autocast=autocast, scale=scaler.scale)
                 window_loss += loss_value * config.meta_batch
                 window_acc += acc_value * config.meta_batch
                 window_n += config.meta_batch
-            for _ in range(config.meta_batch if batch_loss is None else 0):
+            for _ in range(config.meta_batch if batch_backward is None else 0):
                 episode = sampler.gather(train_data.data, next(episodes)).to(device, non_blocking=True)
                 with autocast():
                     loss, acc = learner.episode_loss(episode)

@@ -421,21 +421,29 @@ class MAML(FewShotLearner):
                 f"{ways}-way tasks: evaluate with --ways {self.ways} or fewer, or train with --ways {ways}"
             )
 
-    def meta_batch_loss(self, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean query loss and accuracy over a meta-batch of same-shape episodes (one meta-step)."""
-        self._check_ways(episodes[0].ways)
-        support_x = torch.stack([e.support_x for e in episodes])
-        support_y = torch.stack([e.support_y for e in episodes])
-        query_x = torch.stack([e.query_x for e in episodes])
-        query_y = torch.stack([e.query_y for e in episodes])
-        strategy = self._resolve_strategy(support_x, support_y, query_x, query_y, train=True)
+    @staticmethod
+    def _stack(episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Same-shape episodes as ``(T, ...)`` support_x, support_y, query_x, query_y."""
+        return tuple(  # type: ignore[return-value]
+            torch.stack([getattr(e, f) for e in episodes])
+            for f in ("support_x", "support_y", "query_x", "query_y")
+        )
+
+    def _stacked_meta_loss(self, support_x, support_y, query_x, query_y, strategy: str):
+        """`meta_batch_loss` on stacked episodes with a resolved strategy."""
         if strategy == "vmap":
             loss, logits = self._vmap_meta_loss(support_x, support_y, query_x, query_y, self.inner_steps)
             return loss, (logits.argmax(-1) == query_y).float().mean()
         logits = self._batch_query_logits(support_x, support_y, query_x, self.inner_steps, True, strategy)
-        loss = _task_loss(logits, query_y) / len(episodes)
+        loss = _task_loss(logits, query_y) / support_x.shape[0]
         accuracy = (logits.argmax(-1) == query_y).float().mean()
         return loss, accuracy
+
+    def meta_batch_loss(self, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean query loss and accuracy over a meta-batch of same-shape episodes (one meta-step)."""
+        self._check_ways(episodes[0].ways)
+        stacks = self._stack(episodes)
+        return self._stacked_meta_loss(*stacks, self._resolve_strategy(*stacks, train=True))
 
     def meta_batch_backward(
         self,
@@ -452,17 +460,15 @@ class MAML(FewShotLearner):
         `autocast()`; `scale` wraps each loss before its backward (a GradScaler's ``scale``).
         """
         self._check_ways(episodes[0].ways)
-        first = episodes[0]
-        stacks = [torch.stack([getattr(e, f) for e in episodes]) for f in ("support_x", "support_y")]
-        stacks += [torch.stack([getattr(e, f) for e in episodes]) for f in ("query_x", "query_y")]
+        stacks = self._stack(episodes)
         strategy = self._resolve_strategy(*stacks, train=True)
-        if strategy != "loop" or len(episodes) == 1:
+        if strategy != "loop":
             with autocast():
-                loss, accuracy = self.meta_batch_loss(episodes)
+                loss, accuracy = self._stacked_meta_loss(*stacks, strategy)
             scale(loss).backward()
             return loss.item(), accuracy.item()
         params = self.meta_parameters()
-        ways = int(first.support_y.max()) + 1
+        ways = int(episodes[0].support_y.max()) + 1
         total_loss, correct, count = 0.0, 0, 0
         for e in episodes:
             with autocast(), torch.enable_grad():
