@@ -81,7 +81,7 @@ def _set_episode_classes(learner, class_names: list[str] | None, class_ids) -> N
         learner.set_class_names([class_names[int(c)] for c in np.asarray(class_ids).reshape(-1)])
 
 
-def _embed_used_items(encoder, items: torch.Tensor, sampler, batch_size: int) -> torch.Tensor:
+def _embed_used_items(encoder, items: torch.Tensor, sampler, batch_size: int | None) -> torch.Tensor:
     """Embeddings ``(n_items, d)`` of the items the episodes use (rows of unused items are 0).
 
     A short evaluation on a large test set touches only part of it; embedding only those
@@ -171,7 +171,7 @@ def evaluate(
     episode_file: str | None = None,
     use_cache: bool = True,
     progress: bool = True,
-    batch_size: int = 512,
+    batch_size: int | None = None,
     skip_small_classes: bool = False,
     save_episodes: str | None = None,
     sampler: EpisodeSampler | EpisodeFile | None = None,

@@ -80,7 +80,7 @@ def compare_methods(
     episode_files: dict[int, Path],
     device: torch.device | str = "cpu",
     progress: bool = False,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> list[CompareRow]:
     """Evaluate every learner on every episode file; rows ordered by method, then shots."""
     embeddings: dict[int, torch.Tensor] = {}

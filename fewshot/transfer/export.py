@@ -23,7 +23,7 @@ def fit_frozen_classifier(
     encoder: torch.nn.Module,
     data: LabeledTensors,
     method: str = "linear-probe",
-    batch_size: int = 256,
+    batch_size: int | None = None,
     embeddings: torch.Tensor | None = None,
 ) -> Classifier:
     """Fit ``method`` on every item of ``data`` and return the equivalent `Classifier`.
