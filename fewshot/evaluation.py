@@ -81,7 +81,9 @@ def _set_episode_classes(learner, class_names: list[str] | None, class_ids) -> N
         learner.set_class_names([class_names[int(c)] for c in np.asarray(class_ids).reshape(-1)])
 
 
-def _embed_used_items(encoder, items: torch.Tensor, sampler, batch_size: int | None) -> torch.Tensor:
+def _embed_used_items(
+    encoder, items: torch.Tensor, sampler, batch_size: int | None, progress: bool = False
+) -> torch.Tensor:
     """Embeddings ``(n_items, d)`` of the items the episodes use (rows of unused items are 0).
 
     A short evaluation on a large test set touches only part of it; embedding only those
@@ -90,9 +92,9 @@ def _embed_used_items(encoder, items: torch.Tensor, sampler, batch_size: int | N
     every = sampler.sample_indices(0, len(sampler))
     used = np.unique(np.concatenate([every.support.reshape(-1), every.query.reshape(-1)]))
     if used.size == items.shape[0]:
-        return encoder.encode_batched(items, batch_size=batch_size)
+        return encoder.encode_batched(items, batch_size=batch_size, progress=progress)
     used_t = torch.from_numpy(used)
-    embedded = encoder.encode_batched(items[used_t], batch_size=batch_size)
+    embedded = encoder.encode_batched(items[used_t], batch_size=batch_size, progress=progress)
     out = torch.zeros(items.shape[0], embedded.shape[1], dtype=embedded.dtype)
     out[used_t] = embedded
     return out
@@ -228,7 +230,7 @@ def evaluate(
         names = getattr(data, "class_names", None)
         if cached:
             if embeddings is None:
-                embeddings = _embed_used_items(learner.encoder, data.data, sampler, batch_size)
+                embeddings = _embed_used_items(learner.encoder, data.data, sampler, batch_size, progress)
             per_episode = _evaluate_cached(learner, embeddings.to(device), sampler, bar, names)
         else:
             per_episode = _evaluate_per_episode(learner, data.data, sampler, device, bar, names)

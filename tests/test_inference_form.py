@@ -93,3 +93,12 @@ def test_encode_batched_uses_the_form_and_restores_the_encoder():
     encoder.eval()
     with torch.no_grad():
         torch.testing.assert_close(z, encoder(x), rtol=1e-5, atol=1e-5)
+
+
+def test_encode_batched_progress_bar_counts_images(capsys):
+    encoder = create_encoder("conv4")
+    encoder.encode_batched(torch.rand(40, 1, 28, 28), batch_size=16, progress=True)
+    err = capsys.readouterr().err
+    assert "embed" in err and "/40" in err  # a bar over the 40 images
+    encoder.encode_batched(torch.rand(40, 1, 28, 28), batch_size=16)
+    assert capsys.readouterr().err == ""

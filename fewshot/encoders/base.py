@@ -26,15 +26,19 @@ class Encoder(nn.Module):
         return self(x)
 
     @torch.no_grad()
-    def encode_batched(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    def encode_batched(
+        self, x: torch.Tensor, batch_size: int | None = None, progress: bool = False
+    ) -> torch.Tensor:
         """Embed many inputs in eval mode without gradients; returns ``(n, embed_dim)`` on CPU.
 
         Runs `inference_form` of the encoder (BatchNorm folded into convolutions, activations
         after max-pooling) in channels-last layout. `batch_size` defaults to 512 on GPUs and,
         on CPU, to the largest power of two whose biggest intermediate tensor stays near
         8 MiB (`probe_batch_size`): bigger batches are slower there. The encoder is left as
-        it was found (training flag and memory layout).
+        it was found (training flag and memory layout). `progress` shows a bar over the items.
         """
+        from tqdm.auto import tqdm
+
         from fewshot.encoders.inference import MAX_BATCH, inference_form, probe_batch_size
 
         device = next(self.parameters(), torch.empty(0)).device
@@ -52,10 +56,12 @@ class Encoder(nn.Module):
                 on_cpu = device.type == "cpu"
                 sample = x[:1].to(device).contiguous(memory_format=layout)
                 batch_size = probe_batch_size(model, sample) if on_cpu else MAX_BATCH
-            chunks = [
-                model.encode(x[i : i + batch_size].to(device).contiguous(memory_format=layout)).float().cpu()
-                for i in range(0, x.shape[0], batch_size or 1)
-            ]
+            chunks = []
+            with tqdm(total=x.shape[0], desc="embed", unit="img", disable=not progress, leave=False) as bar:
+                for i in range(0, x.shape[0], batch_size or 1):
+                    batch = x[i : i + batch_size].to(device).contiguous(memory_format=layout)
+                    chunks.append(model.encode(batch).float().cpu())
+                    bar.update(batch.shape[0])
         finally:
             if channels_last:
                 self.to(memory_format=torch.contiguous_format)
