@@ -72,13 +72,18 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return out
 
 
+def _with_one_thread(get_threads, set_threads):
+    """Run the test with a library's thread count at 1, then restore it."""
+    threads = get_threads()
+    set_threads(1)
+    yield
+    set_threads(threads)
+
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: one torch thread avoids oversubscribing a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from _with_one_thread(torch.get_num_threads, torch.set_num_threads)
 
 
 @pytest.fixture
@@ -86,7 +91,4 @@ def one_faiss_thread():
     """Tiny indexes: FAISS's OpenMP threads only add contention on a shared machine."""
     import faiss
 
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
+    yield from _with_one_thread(faiss.omp_get_max_threads, faiss.omp_set_num_threads)
