@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 DataDir = Annotated[
     Path | None,
@@ -25,14 +26,55 @@ Split = Annotated[
         help="Omniglot: vinyals | lake | random. Image folder: train,val,test class ratios.",
     ),
 ]
-Ways = Annotated[int, typer.Option("--ways", "-n", help="Classes per episode (N).")]
-Shots = Annotated[int, typer.Option("--shots", "-k", help="Support images per class (K).")]
-Queries = Annotated[int, typer.Option("--queries", "-q", help="Query images per class.")]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same episodes.")]
+# Numeric options are range-checked here, where they are declared: click refuses a bad value in
+# one line that names the option ("Invalid value for '--shots': 0 is not in the range x>=1"),
+# with exit code 2, before any work starts.
+Ways = Annotated[int, typer.Option("--ways", "-n", min=2, help="Classes per episode (N).")]
+Shots = Annotated[int, typer.Option("--shots", "-k", min=1, help="Support images per class (K).")]
+Queries = Annotated[int, typer.Option("--queries", "-q", min=1, help="Query images per class.")]
+Seed = Annotated[
+    int,
+    typer.Option(
+        "--seed", min=0, help="Random seed (>= 0): the same seed gives the same episodes and weights."
+    ),
+]
+Episodes = Annotated[int, typer.Option("--episodes", min=1, help="Number of episodes.")]
+Progress = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Progress bars (default: on when stderr is a terminal, off in logs and pipes).",
+        show_default=False,
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps.")]
 ImageSize = Annotated[
-    int | None, typer.Option("--image-size", help="Resize images to this side (Omniglot: 28).")
+    int | None,
+    typer.Option("--image-size", min=16, help="Resize images to this side (Omniglot: 28; at least 16)."),
 ]
+
+
+class Command(TyperCommand):
+    """Every fewshot command: plain help and usage (``IMAGES...``, no ``<bool>`` after flags).
+
+    Typer shows a ``<type>`` after every option, flags included, and ``{name}`` for required
+    arguments in the usage line; a flag takes no value, and ``IMAGES...`` is the convention.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if getattr(param, "is_flag", False) or getattr(param, "count", False):
+                param.metavar = ""  # shown in place of the type: nothing for a flag
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = (param.metavar or param.name).upper() + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
 
 
 def method_names() -> list[str]:
@@ -75,10 +117,12 @@ Precision = Annotated[
     str,
     typer.Option("--precision", help="auto (mixed bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16."),
 ]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 Workers = Annotated[
     int | None,
-    typer.Option("--workers", help="Image-decoding processes (default: up to 8; 0 decodes in-process)."),
+    typer.Option(
+        "--workers", min=0, help="Image-decoding processes (default: up to 8; 0 decodes in-process)."
+    ),
 ]
 
 

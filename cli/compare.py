@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import DataDir, Device, Seed, Split, Ways
+from fewshot_cli.common import Command, DataDir, Device, Progress, Seed, Split, Ways
 
 FEW_SHOT_METHODS = "protonet,simpleshot,linear-probe,finetune"
 CLIP_METHODS = "zeroshot,tip-adapter,tip-adapter-f,linear-probe,simpleshot"
@@ -76,7 +76,7 @@ def compare_command(
     seed: Seed = 0,
     device: Device = "auto",
     data_dir: DataDir = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = False,
+    progress: Progress = None,
 ) -> None:
     """Compare few-shot methods on the same episodes at several shots: table (+ PNG plot with 95% CIs)."""
     from fewshot.device import resolve_device
@@ -144,4 +144,4 @@ def compare_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("compare")(compare_command)
+    app.command("compare", cls=Command)(compare_command)

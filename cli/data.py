@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import DataDir
+from fewshot_cli.common import Command, DataDir, Progress
 
 data_app = typer.Typer(help="Download data sets and show where they are.", no_args_is_help=True)
 
 DATASETS = ("omniglot",)
 
 
-@data_app.command("download")
+@data_app.command("download", cls=Command)
 def download_command(
     dataset: Annotated[str, typer.Argument(help="Data set to fetch: omniglot.")] = "omniglot",
     data_dir: DataDir = None,
@@ -21,7 +21,7 @@ def download_command(
         bool, typer.Option("--compact/--no-compact", help="Also convert the zips to fast-loading .npz.")
     ] = True,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the server.")] = 10.0,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    progress: Progress = None,
 ) -> None:
     """Fetch a data set into the data directory (verified, written atomically)."""
     from fewshot_cli.common import check_choice
@@ -35,7 +35,7 @@ def download_command(
     typer.echo(f"Omniglot is ready in {root}")
 
 
-@data_app.command("info")
+@data_app.command("info", cls=Command)
 def info_command(data_dir: DataDir = None) -> None:
     """Show the data directory, where it comes from, and which Omniglot files it holds."""
     import os

@@ -10,11 +10,13 @@ import typer
 from fewshot_cli.common import (
     ClipModel,
     ClipPretrained,
+    Command,
     DataDir,
     Dataset,
     Device,
     ImageSize,
     Precision,
+    Progress,
     Queries,
     Seed,
     Shots,
@@ -80,7 +82,7 @@ def eval_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: Progress = None,
 ) -> None:
     """Evaluate a few-shot learner on N-way K-shot episodes: accuracy +- 95% CI."""
     from fewshot_cli.models import dataset_transform, load_data, resolve_learner
@@ -125,7 +127,7 @@ def eval_command(
         seed=seed,
         device=torch_device,
         episode_file=str(episode_file) if episode_file else None,
-        progress=progress and not as_json,
+        progress=False if as_json else progress,
         skip_small_classes=skip_small_classes,
         save_episodes=str(save_episodes) if save_episodes else None,
     )
@@ -174,4 +176,4 @@ def eval_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("eval")(eval_command)
+    app.command("eval", cls=Command)(eval_command)

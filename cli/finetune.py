@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import DataDir, Device, ImageSize, Seed, Split
+from fewshot_cli.common import Command, DataDir, Device, ImageSize, Progress, Seed, Split
 
 STRATEGY_HELP = (
     "full: train everything; partial: freeze the first --freeze blocks; gradual: head first, then "
@@ -64,7 +64,7 @@ def finetune_command(
     seed: Seed = 0,
     device: Device = "auto",
     data_dir: DataDir = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: Progress = None,
 ) -> None:
     """Fine-tune an encoder plus a new head on labelled data; write a classifier for `fewshot predict`."""
     from fewshot.checkpoints import save_checkpoint
@@ -146,4 +146,4 @@ def finetune_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("finetune")(finetune_command)
+    app.command("finetune", cls=Command)(finetune_command)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import Device
+from fewshot_cli.common import Command, Device, Progress
 
 index_app = typer.Typer(
     help="Embedding search over image folders (FAISS): build, add, search, info.",
@@ -24,7 +24,6 @@ BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per encoder
 Workers = Annotated[
     int | None, typer.Option("--workers", help="Image decoding processes (default: up to 8, one per core).")
 ]
-Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 
 
 def _make_encoder(name: str, model: str | None, pretrained: str | None, device: str):
@@ -93,7 +92,7 @@ def build_command(
     batch_size: BatchSize = 64,
     workers: Workers = None,
     device: Device = "auto",
-    progress: Progress = True,
+    progress: Progress = None,
 ) -> None:
     """Embed every image under IMAGES and save a searchable index to --out."""
     from fewshot.data.images import find_images
@@ -132,7 +131,7 @@ def add_command(
     batch_size: BatchSize = 64,
     workers: Workers = None,
     device: Device = "auto",
-    progress: Progress = True,
+    progress: Progress = None,
 ) -> None:
     """Embed the images under IMAGES that are not in the index yet and add them."""
     from fewshot.data.images import find_images
@@ -213,10 +212,10 @@ def info_command(
         typer.echo(f"{key:>15}: {value}")
 
 
-index_app.command("build")(build_command)
-index_app.command("add")(add_command)
-index_app.command("search")(search_command)
-index_app.command("info")(info_command)
+index_app.command("build", cls=Command)(build_command)
+index_app.command("add", cls=Command)(add_command)
+index_app.command("search", cls=Command)(search_command)
+index_app.command("info", cls=Command)(info_command)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import BatchSize, ClipModel, ClipPretrained, Device, Precision, Workers, clip_encoder
+from fewshot_cli.common import (
+    BatchSize,
+    ClipModel,
+    ClipPretrained,
+    Command,
+    Device,
+    Precision,
+    Progress,
+    Workers,
+    clip_encoder,
+)
 
 
 def label_command(
@@ -61,7 +71,7 @@ def label_command(
         typer.Option("--restart", help="Discard an interrupted run's partial output instead of resuming."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: Progress = None,
 ) -> None:
     """Label images with CLIP zero-shot: one row per image with its top-k labels (resumable)."""
     from fewshot.errors import FewshotError
@@ -93,7 +103,7 @@ def label_command(
         organize=organize,
         dest=dest,
         restart=restart,
-        progress=progress and not as_json,
+        progress=False if as_json else progress,
     )
     if as_json:
         typer.echo(json.dumps(summary.as_dict()))
@@ -106,4 +116,4 @@ def label_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("label")(label_command)
+    app.command("label", cls=Command)(label_command)

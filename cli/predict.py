@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import Device
+from fewshot_cli.common import Command, Device
 
 
 def predict_command(
@@ -104,4 +104,4 @@ def predict_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("predict")(predict_command)
+    app.command("predict", cls=Command)(predict_command)

@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 from fewshot_cli.common import (
+    Command,
     DataDir,
     Dataset,
     Device,
     ImageSize,
+    Progress,
     Queries,
     Seed,
     Shots,
@@ -98,7 +100,7 @@ def train_command(
     device: Device = "auto",
     data_dir: DataDir = None,
     image_size: ImageSize = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: Progress = None,
 ) -> None:
     """Meta-train a few-shot learner on N-way K-shot episodes and write its best checkpoint."""
     from fewshot.checkpoints import learner_metadata
@@ -223,4 +225,4 @@ def _encoder_kwargs(encoder: str, channels: int, side: int) -> dict:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train_command)
+    app.command("train", cls=Command)(train_command)

@@ -203,6 +203,8 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
+    from fewshot.progress import show_progress
+
     device = resolve_device(device)
     if sampler is None and episode_file:
         sampler = EpisodeFile(episode_file, data.labels)
@@ -226,7 +228,7 @@ def evaluate(
     learner = learner.to(device).eval()
     started = time.perf_counter()
     cached = use_cache and getattr(learner, "frozen_encoder", False) and hasattr(learner, "fit_embeddings")
-    with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not progress) as bar:
+    with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not show_progress(progress)) as bar:
         names = getattr(data, "class_names", None)
         if cached:
             if embeddings is None:

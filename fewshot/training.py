@@ -124,6 +124,8 @@ def train(
     """
     from tqdm.auto import tqdm
 
+    from fewshot.progress import show_progress
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state_path = out.with_name(out.name + ".state.pt")
@@ -187,7 +189,9 @@ def train(
     window_loss, window_acc, window_n = 0.0, 0.0, 0
     stopped_early = False
     started = time.perf_counter() - elapsed
-    bar = tqdm(total=config.steps, initial=start_step, desc="train", unit="ep", disable=not progress)
+    bar = tqdm(
+        total=config.steps, initial=start_step, desc="train", unit="ep", disable=not show_progress(progress)
+    )
     episodes = sampler.iter_indices()
     # Skip the episodes a resumed run has already seen, so the sequence stays the seed's.
     for _ in range(start_step * config.meta_batch):

@@ -120,6 +120,8 @@ def fetch(
     """Download one file into ``root/spec.target`` atomically, after verifying it."""
     from tqdm.auto import tqdm
 
+    from fewshot.progress import show_progress
+
     target = root / spec.target
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -132,7 +134,9 @@ def fetch(
     try:
         with os.fdopen(fd, "wb") as out, response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=spec.target, disable=not progress) as bar:
+            with tqdm(
+                total=total, unit="B", unit_scale=True, desc=spec.target, disable=not show_progress(progress)
+            ) as bar:
                 try:
                     for chunk in iter(lambda: response.read(1 << 16), b""):
                         out.write(chunk)

@@ -40,6 +40,7 @@ class Encoder(nn.Module):
         from tqdm.auto import tqdm
 
         from fewshot.encoders.inference import MAX_BATCH, inference_form, probe_batch_size
+        from fewshot.progress import show_progress
 
         device = next(self.parameters(), torch.empty(0)).device
         was_training = self.training
@@ -57,7 +58,9 @@ class Encoder(nn.Module):
                 sample = x[:1].to(device).contiguous(memory_format=layout)
                 batch_size = probe_batch_size(model, sample) if on_cpu else MAX_BATCH
             chunks = []
-            with tqdm(total=x.shape[0], desc="embed", unit="img", disable=not progress, leave=False) as bar:
+            with tqdm(
+                total=x.shape[0], desc="embed", unit="img", disable=not show_progress(progress), leave=False
+            ) as bar:
                 for i in range(0, x.shape[0], batch_size or 1):
                     batch = x[i : i + batch_size].to(device).contiguous(memory_format=layout)
                     chunks.append(model.encode(batch).float().cpu())

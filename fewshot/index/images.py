@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fewshot.errors import FewshotError
+from fewshot.progress import show_progress
 
 if TYPE_CHECKING:
     from fewshot.encoders.base import Encoder
@@ -110,7 +111,7 @@ def embed_image_files(
 
     paths = [Path(p) for p in paths]
     bar = None
-    if progress:
+    if show_progress(progress):
         from tqdm import tqdm
 
         bar = tqdm(total=len(paths), unit="img", desc="embedding", dynamic_ncols=True)

@@ -202,6 +202,8 @@ def finetune(
     """
     from tqdm.auto import tqdm
 
+    from fewshot.progress import show_progress
+
     config.check()
     if val_data is None:
         data, val_data = split_items(data, config.val_fraction, config.seed)
@@ -228,7 +230,7 @@ def finetune(
     best_acc, best_epoch, best_state, bad_epochs = -math.inf, -1, None, 0
     history: list[EpochRecord] = []
     stopped_early = False
-    bar = tqdm(total=config.epochs, desc="finetune", unit="epoch", disable=not progress)
+    bar = tqdm(total=config.epochs, desc="finetune", unit="epoch", disable=not show_progress(progress))
     try:
         for epoch in range(config.epochs):
             started = time.perf_counter()

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from fewshot.errors import DataError, FewshotError
+from fewshot.progress import show_progress
 
 UNKNOWN = "unknown"
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -249,7 +250,7 @@ def label_images(
         counts = {"labelled": 0, "failed": 0, "unknown": 0, "organized": 0}
         start = time.perf_counter()
         bar = None
-        if progress:
+        if show_progress(progress):
             from tqdm import tqdm
 
             bar = tqdm(total=len(paths), unit="img", desc="labelling", dynamic_ncols=True)
