@@ -14,6 +14,7 @@ from fewshot_cli.common import (
     DataDir,
     Dataset,
     Device,
+    Episodes,
     ImageSize,
     Precision,
     Progress,
@@ -31,7 +32,7 @@ def eval_command(
     ways: Ways = 5,
     shots: Shots = 1,
     queries: Queries = 15,
-    episodes: Annotated[int, typer.Option("--episodes", help="Number of test episodes.")] = 1000,
+    episodes: Episodes = 1000,
     method: Annotated[
         str | None,
         typer.Option(

@@ -1,0 +1,110 @@
+"""Bad input, one row each: the command, its exit code, a fragment of its one-line message, and
+nothing changed on disk.
+
+Every row runs in a fresh working folder (`workspace`) holding a small image folder
+(``imgs/``, three classes of two JPEGs), a labels file and a tiny embedding file. The whole
+tree is fingerprinted (paths, sizes, contents) before and after the command: a refused
+command must leave it exactly as it was. Add a row for every new option or command; the
+placeholders ``{ws}`` (the workspace) and ``{ckpt}`` (a tiny trained checkpoint) are filled
+in at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fewshot_cli.app import app
+from typer.testing import CliRunner
+
+MICRO = ["--model", "micro-clip", "--pretrained", "none", "--workers", "0"]
+
+# (id, argv, exit code, fragment of the message, case-insensitive)
+COMMON_CASES = [
+    ("unknown-command", ["nope"], 2, "no such command"),
+    ("eval-queries-0", ["eval", "--queries", "0"], 2, "--queries"),
+    ("eval-shots-0", ["eval", "--shots", "0"], 2, "--shots"),
+    ("eval-episodes-0", ["eval", "--episodes", "0"], 2, "--episodes"),
+    ("eval-seed-negative", ["eval", "--seed", "-1"], 2, "--seed"),
+    (
+        "label-batch-size-0",
+        ["label", "{ws}/imgs", "-l", "a,b", "--batch-size", "0", *MICRO],
+        2,
+        "--batch-size",
+    ),
+    ("label-workers-negative", ["label", "{ws}/imgs", "-l", "a,b", "--workers", "-1"], 2, "--workers"),
+    ("train-image-size-3", ["train", "--image-size", "3"], 2, "--image-size"),
+]
+
+# Each area keeps its rows in its own list, so that changes to one area do not touch another's.
+LABEL_CASES: list[tuple] = []
+INDEX_CASES: list[tuple] = []
+TRAIN_CASES: list[tuple] = []
+EVAL_CASES: list[tuple] = []
+
+CASES = COMMON_CASES + LABEL_CASES + INDEX_CASES + TRAIN_CASES + EVAL_CASES
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    from fewshot.zeroshot.micro_clip import make_folder
+
+    root = tmp_path_factory.mktemp("bad-input-template")
+    imgs = make_folder(root / "imgs", per_class=2, size=32)
+    for folder in sorted(imgs.iterdir())[3:]:
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+    (root / "labels.txt").write_text("red circle\nblue square\n")
+    rng = np.random.default_rng(0)
+    np.savez(
+        root / "feats.npz", embeddings=rng.normal(size=(40, 8)).astype("float32"), labels=np.arange(40) % 4
+    )
+    (root / "a-file.txt").write_text("not a folder\n")
+    return root
+
+
+@pytest.fixture
+def workspace(template, tmp_path, monkeypatch) -> Path:
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(template, ws, symlinks=True)
+    monkeypatch.chdir(ws)
+    return ws
+
+
+def fingerprint(root: Path) -> dict[str, str]:
+    """Every path under `root` with a digest of its content (folders and links included)."""
+    seen: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                seen[rel] = "link:" + os.readlink(path)
+            elif path.is_dir():
+                seen[rel] = "dir"
+            else:
+                seen[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return seen
+
+
+def fill(argv: list[str], ws: Path, ckpt: Path) -> list[str]:
+    return [a.replace("{ws}", str(ws)).replace("{ckpt}", str(ckpt)) for a in argv]
+
+
+@pytest.mark.parametrize(("argv", "code", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_in_one_line_and_changes_nothing(
+    argv, code, fragment, workspace, tiny_checkpoint
+):
+    before = fingerprint(workspace)
+    result = CliRunner().invoke(app, fill(argv, workspace, tiny_checkpoint))
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert fragment.lower() in result.output.lower(), result.output
+    assert fingerprint(workspace) == before
