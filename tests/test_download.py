@@ -177,6 +177,7 @@ def test_cli_download_offline_is_one_line_and_exit_2(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: cannot download")
     assert "FEWSHOT_DATA_DIR" in result.stderr
+    assert not (tmp_path / "omniglot").exists()  # no empty folder left behind
 
 
 def test_cli_download_and_info(tmp_path, served, monkeypatch):

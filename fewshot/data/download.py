@@ -15,6 +15,7 @@ says how to use a local copy instead.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -196,16 +197,39 @@ def download_omniglot(
     Raises:
         DataError: offline (after at most `timeout` seconds), or a download fails its checks.
     """
-    from fewshot.data.omniglot_files import official_alphabets, write_alphabets_tsv
-
     opener = opener or urllib.request.urlopen
     files = OMNIGLOT_FILES if files is None else files
     data_dir = resolve_data_dir(data_dir)
     root = data_dir / "omniglot"
+    created = [p for p in (root, *root.parents) if not p.exists()]
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"cannot create {root} ({err}): choose another --data-dir") from err
+    try:
+        _fetch_all(root, data_dir, files, force, progress, timeout, opener, log)
+    except BaseException:
+        if created:  # a failed first download leaves no empty folders behind
+            _remove_empty_folders(root, created)
+        raise
+    if compact:
+        for path in compact_omniglot(root):
+            log(f"{path}: written")
+    return root
+
+
+def _remove_empty_folders(root: Path, created: list[Path]) -> None:
+    for folder, _, _ in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):
+            Path(folder).rmdir()  # only succeeds on empty folders
+    for folder in created[1:]:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _fetch_all(root, data_dir, files, force, progress, timeout, opener, log) -> None:
+    from fewshot.data.omniglot_files import official_alphabets, write_alphabets_tsv
+
     for spec in files:
         target = root / spec.target
         compact_form = target.with_suffix(".npz")
@@ -225,10 +249,6 @@ def download_omniglot(
         # needs the zips (or folders): with only .npz files present, alphabets.tsv must be there
         write_alphabets_tsv(official_alphabets(root), root / "alphabets.tsv")
         log(f"{root / 'alphabets.tsv'}: written")
-    if compact:
-        for path in compact_omniglot(root):
-            log(f"{path}: written")
-    return root
 
 
 def omniglot_status(data_dir: str | os.PathLike[str] | None = None) -> tuple[Path, list[tuple[str, str]]]:
