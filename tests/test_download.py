@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
 import threading
 import time
 import urllib.error
@@ -186,6 +187,12 @@ def test_cli_download_and_info(tmp_path, served, monkeypatch):
     result = CliRunner().invoke(app, ["data", "download", "--data-dir", str(tmp_path), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "Omniglot is ready" in result.stdout
+    again = CliRunner().invoke(app, ["data", "download", "--data-dir", str(tmp_path), "--json"])
+    assert json.loads(again.stdout) == {
+        "dataset": "omniglot",
+        "folder": str(tmp_path / "omniglot"),
+        "ready": True,
+    }
     info = CliRunner().invoke(app, ["data", "info", "--data-dir", str(tmp_path)])
     assert info.exit_code == 0
     assert "from --data-dir" in info.stdout and "images_background.npz, images_background.zip" in info.stdout
@@ -199,3 +206,6 @@ def test_cli_info_on_an_empty_folder(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["data", "info"])
     assert result.exit_code == 0 and "from $FEWSHOT_DATA_DIR" in result.stdout
     assert result.stdout.count("missing") == 7
+    as_json = json.loads(CliRunner().invoke(app, ["data", "info", "--json"]).stdout)
+    assert as_json["origin"] == "$FEWSHOT_DATA_DIR" and as_json["data_dir"] == str(tmp_path)
+    assert as_json["items"]["alphabets.tsv"].startswith("missing") and len(as_json["items"]) == 7
