@@ -17,6 +17,11 @@ _LAZY = {
     "create_encoder": "fewshot.encoders",
     "create_learner": "fewshot.learners",
     "ProtoNet": "fewshot.learners.protonet",
+    "MAML": "fewshot.learners.maml",
+    "ClipEncoder": "fewshot.encoders.clip",
+    "ZeroShotClassifier": "fewshot.zeroshot.classifier",
+    "label_images": "fewshot.zeroshot.labelling",
+    "load_dataset": "fewshot.data.loading",
     "evaluate": "fewshot.evaluation",
     "EvalResult": "fewshot.evaluation",
     "train": "fewshot.training",
@@ -26,6 +31,11 @@ _LAZY = {
     "load_omniglot": "fewshot.data.omniglot",
     "LabeledTensors": "fewshot.data.tensors",
     "FewshotError": "fewshot.errors",
+    "DataError": "fewshot.errors",
+    "EpisodeError": "fewshot.errors",
+    "CheckpointError": "fewshot.errors",
+    "NotFittedError": "fewshot.errors",
+    "ModelUnavailableError": "fewshot.errors",
     "EmbeddingIndex": "fewshot.index",
 }
 

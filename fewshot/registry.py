@@ -24,16 +24,25 @@ class Registry(Generic[T]):
         self._entries: dict[str, Callable[..., T] | str] = {}
 
     def register(self, name: str, target: Callable[..., T] | str | None = None):
-        """Register `target` under `name`; without a target, return a decorator."""
+        """Register `target` under `name`; without a target, return a decorator.
+
+        Raises:
+            ValueError: `name` is already taken (a second entry would silently replace the first).
+        """
         if target is not None:
-            self._entries[name] = target
+            self._add(name, target)
             return target
 
         def decorator(obj: Callable[..., T]) -> Callable[..., T]:
-            self._entries[name] = obj
+            self._add(name, obj)
             return obj
 
         return decorator
+
+    def _add(self, name: str, target: Callable[..., T] | str) -> None:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered ({self._entries[name]!r})")
+        self._entries[name] = target
 
     def names(self) -> list[str]:
         """All registered names, sorted; imports nothing."""
