@@ -75,11 +75,21 @@ def label_command(
 ) -> None:
     """Label images with CLIP zero-shot: one row per image with its top-k labels (resumable)."""
     from fewshot.errors import FewshotError
+    from fewshot.outputs import check_writable
     from fewshot.zeroshot.classifier import ZeroShotClassifier, parse_class_names
     from fewshot.zeroshot.labelling import label_images
 
+    check_writable(out, "--out")
+    if save_class_embeddings is not None:
+        check_writable(save_class_embeddings, "--save-class-embeddings")
     if class_embeddings is None:
         names = parse_class_names(labels, labels_file)
+        if len(names) < 2:
+            option = "--labels" if labels is not None else "--labels-file"
+            raise FewshotError(
+                f"{option} gives one class ({names[0]!r}): give at least two, since with one class "
+                "every image gets probability 1.0"
+            )
         from fewshot.zeroshot.templates import load_templates
 
         load_templates(templates)  # bad templates fail before the model loads

@@ -4,11 +4,50 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import Command, Device
+from fewshot_cli.common import AsJson, BatchSize, Command, Device, Workers
+
+
+def _csv_bytes(report, k: int) -> bytes:
+    """``path,label,probability``; with ``--top-k`` > 1 also ``label_1..label_k`` (the k best)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["path", "label", "probability"]
+    if k > 1:
+        for rank in range(1, k + 1):
+            header += [f"label_{rank}", f"probability_{rank}"]
+    writer.writerow(header)
+    for p in report.predictions:
+        row = [str(p.path), p.labels[0], f"{p.probabilities[0]:.4f}"]
+        if k > 1:
+            for label, probability in zip(p.labels, p.probabilities, strict=True):
+                row += [label, f"{probability:.4f}"]
+        writer.writerow(row)
+    # A file name that is not UTF-8 arrives as surrogate escapes: write back its own bytes.
+    return buffer.getvalue().encode("utf-8", "surrogateescape")
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _json_report(report, out: Path | None) -> str:
+    document = {
+        "classes": report.class_names,
+        "predictions": [
+            {"path": str(p.path), "labels": p.labels, "probabilities": [_finite(v) for v in p.probabilities]}
+            for p in report.predictions
+        ],
+        "skipped": [{"path": str(path), "reason": reason} for path, reason in report.failures],
+        "out": None if out is None else str(out),
+    }
+    # ASCII: a name that is not UTF-8 becomes the JSON escape \udcff, so the text stays valid.
+    return json.dumps(document, ensure_ascii=True, allow_nan=False)
 
 
 def predict_command(
@@ -34,14 +73,19 @@ def predict_command(
     ] = None,
     metric: Annotated[str | None, typer.Option("--metric", help="euclidean or cosine.")] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="CSV file to write (default: print the CSV).")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="CSV file to write (default: print the CSV): path,label,probability, and with "
+            "--top-k K also label_1..label_K (label_1 is the top, as in `fewshot label`).",
+        ),
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Labels reported per image.")] = 1,
     device: Device = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch.")] = 64,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Decoding processes (default: up to 8; 0: none).")
-    ] = None,
+    batch_size: BatchSize = 64,
+    workers: Workers = None,
+    as_json: AsJson = False,
 ) -> None:
     """Classify images given a support folder (or with a fine-tuned classifier): path,label,probability."""
     from fewshot_cli.models import resolve_learner
@@ -49,11 +93,14 @@ def predict_command(
     from fewshot.checkpoints import atomic_write_bytes
     from fewshot.device import resolve_device
     from fewshot.errors import FewshotError
+    from fewshot.outputs import check_writable
     from fewshot.prediction import predict_images
     from fewshot.preprocessing import preprocessing_from_metadata
 
     if top_k < 1:
         raise FewshotError("--top-k must be at least 1")
+    if out is not None:
+        check_writable(out, "--out")
     torch_device = resolve_device(device)
     learner, meta = resolve_learner(method, checkpoint, None, {}, metric, torch_device)
     if support is not None and getattr(learner, "fixed_classes", False):
@@ -78,24 +125,17 @@ def predict_command(
     if not report.predictions:
         raise FewshotError("no query image could be read")
     k = min(top_k, len(report.class_names))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    header = ["path", "label", "probability"]
-    for rank in range(2, k + 1):
-        header += [f"label_{rank}", f"probability_{rank}"]
-    writer.writerow(header)
-    for p in report.predictions:
-        row = [str(p.path)]
-        for label, probability in zip(p.labels, p.probabilities, strict=True):
-            row += [label, f"{probability:.4f}"]
-        writer.writerow(row)
-    if out is None:
-        typer.echo(buffer.getvalue(), nl=False)
-    else:
+    payload = _csv_bytes(report, k)
+    if out is not None:
         try:
-            atomic_write_bytes(out, buffer.getvalue().encode())
+            atomic_write_bytes(out, payload)
         except OSError as err:
             raise FewshotError(f"cannot write {out}: {err.strerror or err}") from err
+    if as_json:
+        typer.echo(_json_report(report, out))
+    elif out is None:
+        typer.echo(payload, nl=False)
+    else:
         typer.echo(
             f"{len(report.predictions)} images classified into {len(report.class_names)} classes "
             f"({len(report.failures)} skipped): {out}",

@@ -100,29 +100,31 @@ def test_probabilities_match_the_classifier_and_threshold_gives_unknown(classifi
 
 def test_interrupted_run_resumes_to_the_same_output(classifier, folder, tmp_path, monkeypatch):
     from fewshot.zeroshot import labelling
+    from fewshot.zeroshot.journal import Journal
 
     reference = tmp_path / "reference.csv"
     labelling.label_images(folder, classifier, reference, top_k=2, batch_size=3, workers=0, progress=False)
 
     out = tmp_path / "labels.csv"
-    original = labelling._Journal.append
+    original = Journal.append
     calls = {"n": 0}
 
-    def crash_after_two_batches(self, rows):
+    def crash_after_two_batches(self, rows, end):
         if calls["n"] == 2:
             raise KeyboardInterrupt
         calls["n"] += 1
-        original(self, rows)
+        original(self, rows, end)
 
-    monkeypatch.setattr(labelling._Journal, "append", crash_after_two_batches)
+    monkeypatch.setattr(Journal, "append", crash_after_two_batches)
     with pytest.raises(KeyboardInterrupt):
         labelling.label_images(folder, classifier, out, top_k=2, batch_size=3, workers=0, progress=False)
     assert not out.exists()
     partial = out.with_name("labels.csv.partial")
-    assert len(partial.read_text().splitlines()) == 1 + 6
-    with open(partial, "a") as handle:  # a row cut short by the crash
-        handle.write("imgs/half-writ")
-    monkeypatch.setattr(labelling._Journal, "append", original)
+    lines = partial.read_text().splitlines()
+    assert len(lines) == 1 + 2 * (3 + 1)  # settings, then two batches of 3 rows and an end marker
+    with open(partial, "a") as handle:  # a line cut short by the crash
+        handle.write('{"row": {"path": "imgs/half-writ')
+    monkeypatch.setattr(Journal, "append", original)
 
     with pytest.raises(FewshotError, match="other settings"):
         labelling.label_images(folder, classifier, out, top_k=1, batch_size=3, workers=0, progress=False)

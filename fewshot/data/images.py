@@ -40,24 +40,63 @@ def find_images(
     Raises:
         DataError: a path does not exist, or no image was found at all.
     """
+    return scan_images(inputs, recursive).paths
+
+
+@dataclass
+class ImageScan:
+    """Image files found, and what could not be looked at: ``(path, reason)`` pairs.
+
+    ``problems`` holds folders that could not be listed (no permission, vanished) and image
+    names that lead nowhere (a symbolic link whose target is missing).
+    """
+
+    paths: list[Path]
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _walk(folder: Path, recursive: bool, problems: list[tuple[Path, str]]) -> list[Path]:
+    def unreadable(err: OSError) -> None:
+        problems.append((Path(err.filename), f"folder not readable ({err.strerror or err})"))
+
+    found = []
+    for here, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=False):
+        if not recursive:
+            dirnames.clear()
+        for name in filenames:
+            candidate = Path(here, name)
+            if not is_image_file(candidate):
+                continue
+            if candidate.is_file():
+                found.append(candidate)
+            elif candidate.is_symlink() and not candidate.exists():
+                problems.append((candidate, "broken symbolic link (its target is missing)"))
+    return sorted(found)
+
+
+def scan_images(
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], recursive: bool = True
+) -> ImageScan:
+    """Like `find_images`, and also reports unreadable folders and broken links it met."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     found: dict[Path, None] = {}
+    problems: list[tuple[Path, str]] = []
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            pattern = path.rglob("*") if recursive else path.glob("*")
-            for candidate in sorted(pattern):
-                if candidate.is_file() and is_image_file(candidate):
-                    found[candidate] = None
+            found.update(dict.fromkeys(_walk(path, recursive, problems)))
         elif path.is_file():
             found[path] = None
         else:
             raise DataError(f"{path} does not exist")
     if not found:
         names = ", ".join(str(i) for i in inputs)
-        raise DataError(f"no image files found in {names} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return list(found)
+        also = f"; {problems[0][0]}: {problems[0][1]}" if problems else ""
+        raise DataError(
+            f"no image files found in {names} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}){also}"
+        )
+    return ImageScan(list(found), sorted(problems))
 
 
 def read_image(path: str | os.PathLike[str], mode: str = "RGB", max_pixels: int = MAX_PIXELS):

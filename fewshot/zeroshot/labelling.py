@@ -1,22 +1,30 @@
 """Label folders of images of any size with a zero-shot classifier, resumably.
 
-Images are found recursively (`fewshot.data.images.find_images`) and decoded by worker
+Images are found recursively (`fewshot.data.images.scan_images`) and decoded by worker
 processes (`stream_images`) while the model runs; memory stays constant. Each image gets one
 output row: its top-k labels and probabilities, ``label`` = the top label or ``unknown`` below
-the threshold, ``status`` ``ok`` or ``error`` (with the reason: unreadable, truncated, empty,
-not an image, too large), and where it was organised to.
+the threshold, ``label_1`` ... ``label_k`` the k best (``label_1`` is the top, as in
+``fewshot predict``), ``status`` ``ok`` or ``error`` (with the reason: unreadable, truncated,
+empty, not an image, too large, a broken link, a folder that cannot be listed), and where it
+was organised to. At least two classes are needed (with one, every probability is 1.0).
 
-Resuming: rows are appended batch by batch to ``<out>.partial`` (flushed and synced), next to
-``<out>.partial.json`` holding the run's settings. A re-run with the same settings skips the
-images already in the partial file; at the end the partial file is renamed onto ``<out>``
-(atomic), so ``<out>`` only ever holds a complete result, identical to an uninterrupted run.
+File names that are not UTF-8 (possible on Linux) are kept exactly: Python reads them with
+surrogate escapes (``bad\\udcff.jpg`` for the bytes ``bad\\xff.jpg``). A CSV holds the name's own
+bytes, so it is not UTF-8 then: read it with ``open(out, encoding="utf-8",
+errors="surrogateescape", newline="")`` and ``os.fsencode(path)`` gives the bytes back. JSON
+Lines stays UTF-8 and writes the JSON escape ``\\udcff``; ``json.loads`` gives the same string.
+
+Resuming, kill -9 included (`fewshot.zeroshot.journal`): every row, with the exact target
+of its image, is synced to ``<out>.partial`` before the image is copied, moved or linked, and
+placements are atomic (`fewshot.zeroshot.organize`). A re-run with the same settings first
+finishes the placements that may have been cut off, then labels the images not yet in the
+journal; ``<out>`` is written at the end, byte-identical to an uninterrupted run, with every
+image exactly once at its destination. One run at a time writes an `out`
+(`fewshot.locking.exclusive_lock`); a second is refused.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import time
 from collections.abc import Iterable
@@ -58,124 +66,142 @@ def output_format(out: Path, fmt: str | None = None) -> str:
     return fmt
 
 
-class _Writer:
-    """Formats rows as CSV or JSON Lines text."""
-
-    def __init__(self, fmt: str, top_k: int) -> None:
-        self.fmt, self.top_k = fmt, top_k
-        self.columns = ["path", "status", "label", "probability"]
-        for i in range(1, top_k + 1):
-            self.columns += [f"label_{i}", f"probability_{i}"]
-        self.columns += ["organized_to", "error"]
-
-    def header(self) -> str:
-        return self._csv([self.columns]) if self.fmt == "csv" else ""
-
-    @staticmethod
-    def _csv(rows: list[list[str]]) -> str:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(rows)
-        return buffer.getvalue()
-
-    def format(self, rows: list[dict]) -> str:
-        if self.fmt == "jsonl":
-            return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        flat = []
-        for row in rows:
-            values = [row["path"], row["status"], row["label"] or "", _p(row["probability"])]
-            top = row["top"] + [{"label": "", "probability": None}] * (self.top_k - len(row["top"]))
-            for item in top:
-                values += [item["label"], _p(item["probability"])]
-            values += [row["organized_to"] or "", row["error"] or ""]
-            flat.append(values)
-        return self._csv(flat)
-
-    def done_paths(self, text: str) -> list[str]:
-        if self.fmt == "jsonl":
-            return [json.loads(line)["path"] for line in text.splitlines() if line.strip()]
-        rows = list(csv.reader(io.StringIO(text)))
-        if not rows or rows[0] != self.columns:
-            raise FewshotError("the partial output's columns do not match this run")
-        return [r[0] for r in rows[1:] if r]
-
-
-def _p(value: float | None) -> str:
-    return "" if value is None else f"{value:.6f}"
-
-
 def _round(value: float) -> float:
     return float(f"{value:.6f}")
 
 
-class _Journal:
-    """``<out>.partial`` (rows so far) + ``<out>.partial.json`` (settings); rename at the end."""
+def _check_options(classifier, top_k: int, threshold, organize, dest) -> None:
+    from fewshot.zeroshot.organize import MODES
 
-    def __init__(self, out: Path, writer: _Writer, settings: dict, restart: bool) -> None:
-        self.out, self.writer = out, writer
-        self.partial = out.with_name(out.name + ".partial")
-        self.settings_path = out.with_name(out.name + ".partial.json")
-        self.done: set[str] = set()
-        self.done_rows: list[str] = []
-        if restart:
-            self.partial.unlink(missing_ok=True)
-            self.settings_path.unlink(missing_ok=True)
-        if self.partial.exists():
-            self._resume(settings)
-        else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            self.settings_path.write_text(json.dumps(settings, indent=1))
-            self.partial.write_text(writer.header(), encoding="utf-8")
-        self.handle = open(self.partial, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed by close()
+    if len(classifier.class_names) < 2:
+        raise FewshotError(
+            f"--labels: give at least two classes (got {classifier.class_names!r}); with one class "
+            "every image gets probability 1.0, which says nothing"
+        )
+    if top_k < 1:
+        raise FewshotError("--top-k must be at least 1")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise FewshotError("--threshold is a probability: give a value between 0 and 1")
+    if organize is not None and organize not in MODES:
+        raise FewshotError(f"unknown --organize {organize!r}; choose one of: {', '.join(MODES)}")
+    if (organize is None) != (dest is None):
+        raise FewshotError("--organize and --dest go together")
 
-    def _resume(self, settings: dict) -> None:
-        try:
-            previous = json.loads(self.settings_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            previous = None
-        if previous != settings:
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_dest(inputs: list[Path], dest_root: Path, folders: dict[str, Path]) -> None:
+    """Refuse a destination inside an input folder (its images would be labelled again)."""
+    if dest_root.exists() and not dest_root.is_dir():
+        raise FewshotError(f"--dest {dest_root} is not a folder")
+    for item in inputs:
+        if not item.is_dir():
+            continue
+        folder = item.resolve()
+        if _inside(dest_root, folder):
             raise FewshotError(
-                f"{self.partial} holds an interrupted run with other settings (labels, templates, model, "
-                "top-k, threshold, organize): re-run with the same options to resume, or pass --restart"
+                f"--dest {dest_root} is inside the input folder {item}: choose a destination outside it"
             )
-        raw = self.partial.read_bytes()
-        complete = raw[: raw.rfind(b"\n") + 1]  # a row cut short by a crash is dropped and redone
-        if len(complete) != len(raw):
-            with open(self.partial, "r+b") as handle:
-                handle.truncate(len(complete))
-        text = complete.decode("utf-8")
-        if self.writer.fmt == "csv" and not text:
-            self.partial.write_text(self.writer.header(), encoding="utf-8")
-            text = self.writer.header()
-        try:
-            paths = self.writer.done_paths(text)
-        except (ValueError, KeyError, csv.Error) as err:
-            raise FewshotError(f"{self.partial} is damaged ({err}); pass --restart") from err
-        self.done = set(paths)
-
-    def append(self, rows: list[dict]) -> None:
-        if rows:
-            self.handle.write(self.writer.format(rows))
-            self.handle.flush()
-            os.fsync(self.handle.fileno())
-
-    def finish(self) -> None:
-        self.handle.close()
-        os.replace(self.partial, self.out)
-        self.settings_path.unlink(missing_ok=True)
-
-    def close(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()
+        if any(_inside(folder, f) for f in folders.values()):
+            raise FewshotError(
+                f"the input folder {item} is one of the --dest label folders: move it out first"
+            )
 
 
-def _within(path: Path, folder: Path | None) -> bool:
-    if folder is None:
-        return False
-    try:
-        path.resolve().relative_to(folder)
-        return True
-    except ValueError:
-        return False
+def _as_paths(inputs) -> list[Path]:
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    return [Path(i).expanduser() for i in inputs]
+
+
+def _error_row(path: Path | str, reason: str) -> dict:
+    return {
+        "path": str(path),
+        "status": "error",
+        "label": None,
+        "probability": None,
+        "top": [],
+        "organized_to": None,
+        "error": reason,
+    }
+
+
+def _label_rows(batch, classifier, top_k: int, threshold: float | None) -> dict[str, dict]:
+    from fewshot.scoring import prototype_logits
+
+    results: dict[str, dict] = {}
+    if batch.images is not None:
+        encoder, names = classifier.encoder, classifier.class_names
+        with torch.inference_mode():
+            z = encoder.encode(batch.images)
+            prototypes = classifier.prototypes_.to(z.device)
+            probs = prototype_logits(z, prototypes, "cosine", classifier.logit_scale).float().softmax(-1)
+            top_p, top_i = probs.topk(top_k, dim=-1)
+        for path, ps, idx in zip(batch.paths, top_p.cpu().tolist(), top_i.cpu().tolist(), strict=True):
+            top = [{"label": names[i], "probability": _round(p)} for p, i in zip(ps, idx, strict=True)]
+            label = top[0]["label"] if threshold is None or ps[0] >= threshold else UNKNOWN
+            results[str(path)] = {
+                **_error_row(path, ""),
+                "status": "ok",
+                "label": label,
+                "probability": top[0]["probability"],
+                "top": top,
+                "error": None,
+            }
+    for path, reason in batch.failures:
+        results[str(path)] = _error_row(path, reason)
+    return results
+
+
+class _Run:
+    """One labelling pass over the images not yet in the journal."""
+
+    def __init__(self, journal, organize: str | None, folders: dict[str, Path]) -> None:
+        self.journal, self.organize, self.folders = journal, organize, folders
+        self.counts = {"labelled": 0, "failed": 0, "unknown": 0, "organized": 0}
+
+    def finish_pending(self) -> None:
+        """Complete the placements an interrupted run journaled but may not have finished."""
+        from fewshot.zeroshot.organize import finish_placement
+
+        rows = self.journal.pending
+        if not rows:
+            return
+        failed = {}
+        for row in rows:
+            if row["organized_to"] is not None:
+                try:
+                    finish_placement(row["path"], Path(row["organized_to"]), self.organize)
+                except OSError as err:
+                    failed[row["path"]] = f"not organised: {err}"
+        self.journal.end(rows, failed)
+
+    def write(self, rows: list[dict]) -> None:
+        """Journal `rows` (targets chosen first), then place their files, then mark them done."""
+        from fewshot.zeroshot.organize import choose_target, place_at
+
+        for row in rows:
+            self.counts["labelled" if row["status"] == "ok" else "failed"] += 1
+            self.counts["unknown"] += row["label"] == UNKNOWN
+        placing = [r for r in rows if self.organize and r["status"] == "ok"]
+        claimed = set(self.journal.claimed)
+        for row in placing:
+            target = choose_target(row["path"], self.folders[row["label"]], claimed)
+            row["organized_to"] = str(target)
+            claimed.add(str(target))
+        self.journal.append(rows, end=not placing)
+        if not placing:
+            return
+        failed = {}
+        for row in placing:
+            try:
+                place_at(row["path"], Path(row["organized_to"]), self.organize)
+                self.counts["organized"] += 1
+            except OSError as err:
+                failed[row["path"]] = f"not organised: {err}"
+        self.journal.end(placing, failed)
 
 
 def label_images(
@@ -204,28 +230,27 @@ def label_images(
         restart: discard the partial output of an interrupted run instead of resuming it.
 
     Raises:
-        FewshotError: bad options, or a partial output from a run with other settings.
+        FewshotError: bad options, an output that cannot be written, another run writing the
+            same `out`, or a partial output from a run with other settings (or damaged).
         DataError: an input does not exist or holds no image.
     """
-    from fewshot.data.images import find_images, stream_images
-    from fewshot.zeroshot.organize import MODES, label_folders, place
+    from fewshot.data.images import scan_images
+    from fewshot.locking import exclusive_lock
+    from fewshot.outputs import check_writable
+    from fewshot.zeroshot.journal import Journal, RowFormat
+    from fewshot.zeroshot.organize import label_folders
 
     if classifier.prototypes_ is None:
         classifier.fit()
-    n_classes = len(classifier.class_names)
-    if top_k < 1:
-        raise FewshotError("--top-k must be at least 1")
-    top_k = min(top_k, n_classes)
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise FewshotError("--threshold is a probability: give a value between 0 and 1")
-    if organize is not None and organize not in MODES:
-        raise FewshotError(f"unknown --organize {organize!r}; choose one of: {', '.join(MODES)}")
-    if (organize is None) != (dest is None):
-        raise FewshotError("--organize and --dest go together")
-    out = Path(out).expanduser()
-    writer = _Writer(output_format(out, fmt), top_k)
+    _check_options(classifier, top_k, threshold, organize, dest)
+    top_k = min(top_k, len(classifier.class_names))
+    out = check_writable(out, "--out")
+    row_format = RowFormat(output_format(out, fmt), top_k)
+    input_paths = _as_paths(inputs)
     dest_root = Path(dest).expanduser().resolve() if dest is not None else None
     folders = label_folders(dest_root, [*classifier.class_names, UNKNOWN]) if dest_root else {}
+    if dest_root is not None:
+        _check_dest(input_paths, dest_root, folders)
     encoder = classifier.encoder
     settings = {
         "class_names": classifier.class_names,
@@ -235,93 +260,70 @@ def label_images(
         "threshold": threshold,
         "organize": organize,
         "dest": str(dest_root) if dest_root else None,
-        "format": writer.fmt,
+        "format": row_format.fmt,
     }
     try:
-        paths = find_images(inputs, recursive=recursive)
+        scan = scan_images(input_paths, recursive=recursive)
+        paths, problems = scan.paths, scan.problems
     except DataError:
         if restart or not out.with_name(out.name + ".partial").exists():
             raise
-        paths = []  # perhaps everything was labelled (and moved away) before the interruption
-    journal = _Journal(out, writer, settings, restart)
-    try:
-        paths = [p for p in paths if str(p) not in journal.done and not _within(p, dest_root)]
-        position = {str(p): i for i, p in enumerate(paths)}
-        counts = {"labelled": 0, "failed": 0, "unknown": 0, "organized": 0}
-        start = time.perf_counter()
-        bar = None
-        if show_progress(progress):
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(paths), unit="img", desc="labelling", dynamic_ncols=True)
-        prototypes = classifier.prototypes_
-        scale = classifier.logit_scale
-        from fewshot.scoring import prototype_logits
-
-        for batch in stream_images(paths, encoder.preprocess, batch_size=batch_size, workers=workers):
-            results: dict[str, dict] = {}
-            if batch.images is not None:
-                with torch.inference_mode():
-                    z = encoder.encode(batch.images)
-                    probs = prototype_logits(z, prototypes.to(z.device), "cosine", scale).float().softmax(-1)
-                    top_p, top_i = probs.topk(top_k, dim=-1)
-                for path, ps, idx in zip(
-                    batch.paths, top_p.cpu().tolist(), top_i.cpu().tolist(), strict=True
-                ):
-                    top = [
-                        {"label": classifier.class_names[i], "probability": _round(p)}
-                        for p, i in zip(ps, idx, strict=True)
-                    ]
-                    label = top[0]["label"] if threshold is None or ps[0] >= threshold else UNKNOWN
-                    row = {
-                        "path": str(path),
-                        "status": "ok",
-                        "label": label,
-                        "probability": top[0]["probability"],
-                        "top": top,
-                        "organized_to": None,
-                        "error": None,
-                    }
-                    counts["labelled"] += 1
-                    counts["unknown"] += label == UNKNOWN
-                    if organize:
-                        try:
-                            row["organized_to"] = str(place(path, folders[label], organize))
-                            counts["organized"] += 1
-                        except OSError as err:
-                            row["error"] = f"not organised: {err}"
-                    results[str(path)] = row
-            for path, reason in batch.failures:
-                counts["failed"] += 1
-                results[str(path)] = {
-                    "path": str(path),
-                    "status": "error",
-                    "label": None,
-                    "probability": None,
-                    "top": [],
-                    "organized_to": None,
-                    "error": reason,
-                }
-            # rows in discovery order, so a resumed run writes the same file as an uninterrupted one
-            order = sorted(results, key=position.__getitem__)
-            journal.append([results[p] for p in order])
-            if bar is not None:
-                bar.update(len(results))
-        if bar is not None:
-            bar.close()
-        seconds = time.perf_counter() - start
-        journal.finish()
-    finally:
-        journal.close()
-    done_now = counts["labelled"] + counts["failed"]
+        paths, problems = [], []  # perhaps everything was labelled (and moved away) before the interruption
+    with exclusive_lock(out, "these labels"):
+        journal = Journal(out, settings, top_k, restart)
+        try:
+            resumed = len(journal.done)
+            run = _Run(journal, organize, folders)
+            run.finish_pending()
+            start = time.perf_counter()
+            problem_rows = [_error_row(p, r) for p, r in problems if str(p) not in journal.done]
+            if problem_rows:
+                run.write(problem_rows)
+            _label_all(
+                run,
+                [p for p in paths if str(p) not in journal.done],
+                classifier,
+                top_k,
+                threshold,
+                batch_size,
+                workers,
+                progress,
+            )
+            seconds = time.perf_counter() - start
+            journal.finish(row_format)
+        finally:
+            journal.close()
+    counts = run.counts
     return LabelSummary(
         out=str(out),
-        total=len(journal.done) + done_now,
+        total=resumed + counts["labelled"] + counts["failed"],
         labelled=counts["labelled"],
         failed=counts["failed"],
         unknown=counts["unknown"],
         organized=counts["organized"],
-        resumed=len(journal.done),
+        resumed=resumed,
         seconds=round(seconds, 3),
         images_per_second=round(counts["labelled"] / seconds, 2) if seconds > 0 else 0.0,
     )
+
+
+def _label_all(
+    run: _Run, paths: list[Path], classifier, top_k, threshold, batch_size, workers, progress
+) -> None:
+    from fewshot.data.images import stream_images
+
+    position = {str(p): i for i, p in enumerate(paths)}
+    bar = None
+    if show_progress(progress):
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), unit="img", desc="labelling", dynamic_ncols=True)
+    preprocess = classifier.encoder.preprocess
+    for batch in stream_images(paths, preprocess, batch_size=batch_size, workers=workers):
+        results = _label_rows(batch, classifier, top_k, threshold)
+        # rows in discovery order, so a resumed run writes the same file as an uninterrupted one
+        run.write([results[p] for p in sorted(results, key=position.__getitem__)])
+        if bar is not None:
+            bar.update(len(results))
+    if bar is not None:
+        bar.close()

@@ -2,10 +2,17 @@
 
 - Label folder names are neutralised: separators, control characters and leading/trailing dots
   are replaced or stripped, so ``../x`` or ``/etc`` cannot leave the destination.
-- A name already taken gets ``-1``, ``-2``, ... before its extension; targets are created
-  exclusively (``O_EXCL``, ``link``, ``symlink``), so a concurrent file is never overwritten.
-- A move links the file to its new name, then removes the old name (copy-then-delete across
-  file systems): at every instant the image exists under at least one name.
+- A name already taken (on disk, or by an earlier image of the same run) gets ``-1``, ``-2``,
+  ... before its extension (`choose_target`): the choice depends only on what is on disk and
+  what the run chose before, so a resumed run picks the same names as an uninterrupted one.
+- A target appears only complete and only where nothing was (`place_at`): a copy is written
+  to a hidden temporary file in the target folder (``.<name>.fewshot-tmp``), synced, then
+  hard-linked to its name (``link`` fails when the name is taken) and the temporary name
+  removed. A move on one file system links the file to its new name and then removes the
+  old one; across file systems it copies as above and then removes the source. At every
+  instant the image exists under at least one name, and never half-written under its target.
+- `finish_placement` completes a placement interrupted at any step (kill -9): a target that
+  exists is complete, so only the source (of a move) and a temporary file remain to remove.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import unicodedata
 from pathlib import Path
 
 from fewshot.errors import FewshotError
+from fewshot.faults import crash_point
 
 MODES = ("copy", "move", "link")
 _FORBIDDEN = set('/\\:*?"<>|')
@@ -59,47 +67,108 @@ def _candidates(folder: Path, filename: str):
         n += 1
 
 
-def _copy_exclusive(src: Path, target: Path) -> None:
-    with open(src, "rb") as source, open(target, "xb") as out:
-        try:
-            shutil.copyfileobj(source, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        except BaseException:
-            out.close()
-            target.unlink(missing_ok=True)
+def choose_target(src: str | os.PathLike[str], folder: Path, claimed: set[str]) -> Path:
+    """The first of ``name``, ``name-1``, ... in `folder` neither on disk nor in `claimed`."""
+    for target in _candidates(folder, Path(src).name):
+        if str(target) not in claimed and not os.path.lexists(target):
+            return target
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def temp_path(target: Path) -> Path:
+    """Where a copy to `target` is written before it is linked to its name."""
+    return target.with_name(f".{target.name}.fewshot-tmp")
+
+
+def _no_hard_links(err: OSError) -> bool:
+    return err.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES)
+
+
+def _copy_into_place(src: Path, target: Path) -> None:
+    tmp = temp_path(target)
+    tmp.unlink(missing_ok=True)  # left by an interrupted copy
+    with open(src, "rb") as source, open(tmp, "xb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
+    shutil.copystat(src, tmp)
+    crash_point("organize.temp-written")
+    try:
+        os.link(tmp, target)  # fails when the name is taken: nothing is ever overwritten
+    except OSError as err:
+        if isinstance(err, FileExistsError) or not _no_hard_links(err):
+            tmp.unlink(missing_ok=True)
             raise
-    shutil.copystat(src, target)
+        if os.path.lexists(target):
+            tmp.unlink(missing_ok=True)
+            raise FileExistsError(errno.EEXIST, "target exists", str(target)) from None
+        os.rename(tmp, target)  # a file system without hard links
+    crash_point("organize.target-linked")
+    tmp.unlink(missing_ok=True)
+    crash_point("organize.temp-removed")
 
 
-def _place_once(src: Path, target: Path, mode: str) -> None:
-    """Raises FileExistsError when `target` is taken (nothing changed then)."""
-    if mode == "copy":
-        _copy_exclusive(src, target)
-    elif mode == "link":
+def _place_new(src: Path, target: Path, mode: str) -> None:
+    if mode == "link":
         os.symlink(src.resolve(), target)
+        crash_point("organize.symlinked")
+    elif mode == "copy":
+        _copy_into_place(src, target)
     elif mode == "move":
         try:
             os.link(src, target)
+            crash_point("organize.target-linked")
         except OSError as err:
-            if isinstance(err, FileExistsError) or err.errno == errno.EEXIST:
+            if isinstance(err, FileExistsError) or not _no_hard_links(err):
                 raise
-            if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
-                raise
-            _copy_exclusive(src, target)  # another file system (or no hard links)
+            _copy_into_place(src, target)  # another file system (or no hard links)
         os.unlink(src)
+        crash_point("organize.source-removed")
     else:
         raise FewshotError(f"unknown organize mode {mode!r}; choose one of: {', '.join(MODES)}")
 
 
+def place_at(src: str | os.PathLike[str], target: Path, mode: str) -> Path:
+    """Copy, move or symlink `src` to exactly `target` (which must be free); returns `target`.
+
+    Raises:
+        FileExistsError: `target` is taken (nothing changed then).
+        OSError: the placement failed; the source is still where it was.
+    """
+    src = Path(src)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _place_new(src, target, mode)
+    return target
+
+
+def finish_placement(src: str | os.PathLike[str], target: Path, mode: str) -> Path:
+    """Complete a `place_at` that may have been interrupted at any step; idempotent.
+
+    Raises:
+        OSError: neither the source nor the target exists, or the placement failed.
+    """
+    src = Path(src)
+    tmp = temp_path(target)
+    if os.path.lexists(target):
+        if os.path.lexists(tmp):
+            tmp.unlink()
+            crash_point("organize.temp-removed")
+        if mode == "move" and os.path.lexists(src):
+            os.unlink(src)
+            crash_point("organize.source-removed")
+        return target
+    if not os.path.lexists(src):
+        raise FileNotFoundError(
+            errno.ENOENT, "the image is neither at its source nor at its target", str(src)
+        )
+    return place_at(src, target, mode)
+
+
 def place(src: str | os.PathLike[str], folder: Path, mode: str) -> Path:
     """Copy, move or symlink `src` into `folder` under a free name; returns the new path."""
-    src = Path(src)
-    folder.mkdir(parents=True, exist_ok=True)
-    for target in _candidates(folder, src.name):
+    while True:
+        target = choose_target(src, folder, set())
         try:
-            _place_once(src, target, mode)
-            return target
+            return place_at(src, target, mode)
         except FileExistsError:
-            continue
-    raise AssertionError("unreachable")  # pragma: no cover
+            continue  # taken since it was chosen
