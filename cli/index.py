@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import Command, Device, Progress
+from fewshot_cli.common import AsJson, BatchSize, Command, Device, Progress, Workers
 
 index_app = typer.Typer(
     help="Embedding search over image folders (FAISS): build, add, search, info.",
@@ -20,10 +20,6 @@ index_app = typer.Typer(
 
 IndexDir = Annotated[Path, typer.Argument(help="Index directory (written by `fewshot index build`).")]
 Images = Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per encoder batch.")]
-Workers = Annotated[
-    int | None, typer.Option("--workers", help="Image decoding processes (default: up to 8, one per core).")
-]
 
 
 def _make_encoder(name: str, model: str | None, pretrained: str | None, device: str):
@@ -71,6 +67,71 @@ def _report_failures(failures: list[tuple[str, str]]) -> None:
         typer.echo(f"skipped {path}: {reason}", err=True)
 
 
+def _check_writable(directory: Path, option: str) -> None:
+    """Refuse, in one line and before any work, an output folder that cannot be written: the
+    folder itself (or the nearest folder above that exists) and the folder holding its lock."""
+    import tempfile
+
+    from fewshot.errors import FewshotError
+
+    directory = directory.expanduser().absolute()
+    if directory.exists() and not directory.is_dir():
+        raise FewshotError(f"{option} {directory} exists and is not a directory")
+    for target in (directory, directory.parent):
+        existing = next(p for p in (target, *target.parents) if p.exists())
+        if not existing.is_dir():
+            raise FewshotError(f"{option} {directory}: {existing} is not a directory")
+        try:
+            tempfile.TemporaryFile(dir=existing).close()
+        except OSError as err:
+            raise FewshotError(
+                f"{option} {directory} cannot be written ({existing}: {err.strerror or err})"
+            ) from None
+
+
+def _find_images(images: list[Path]) -> list[Path]:
+    """The image files under IMAGES; folders that cannot be listed and dangling links are named."""
+    from fewshot.data.images import scan_images
+
+    scan = scan_images(images)
+    _report_failures([(str(path), reason) for path, reason in scan.problems])
+    return scan.paths
+
+
+def _check_pretrained(encoder: str, model: str | None, pretrained: str | None) -> None:
+    """A local CLIP weights file is reloaded on every add and search: it must be safetensors."""
+    if encoder != "clip":
+        return
+    from fewshot.encoders.clip import DEFAULT_MODEL
+    from fewshot.index.recorded import check_safetensors, local_weights
+
+    path = local_weights(model or DEFAULT_MODEL, pretrained or "default")
+    if path is not None:
+        check_safetensors(path, "--pretrained")
+
+
+def _check_trainable(index, count: int) -> None:
+    from fewshot.errors import FewshotError
+
+    needed = index.min_training_vectors()
+    if count < needed:
+        raise FewshotError(
+            f"--factory {index.factory!r} needs at least {needed} vectors to train but IMAGES holds "
+            f"{count} file(s); use Flat, or fewer IVF lists (FAISS advises 40 images per list)"
+        )
+
+
+def _echo_result(as_json: bool, summary: dict, text: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary, allow_nan=False))
+    else:
+        typer.echo(text)
+
+
+def _failures_json(failures: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"path": path, "reason": reason} for path, reason in failures]
+
+
 def build_command(
     images: Images,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the index to.")],
@@ -79,7 +140,10 @@ def build_command(
     ] = None,
     pretrained: Annotated[
         str | None,
-        typer.Option("--pretrained", help="CLIP weights tag or local file (default: the encoder's)."),
+        typer.Option(
+            "--pretrained",
+            help="CLIP weights tag or local .safetensors file (default: the encoder's).",
+        ),
     ] = None,
     encoder: Annotated[str, typer.Option("--encoder", help="Encoder from the registry.")] = "clip",
     factory: Annotated[
@@ -93,18 +157,24 @@ def build_command(
     workers: Workers = None,
     device: Device = "auto",
     progress: Progress = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Embed every image under IMAGES and save a searchable index to --out."""
-    from fewshot.data.images import find_images
+    """Embed every image under IMAGES and save a searchable index to --out.
+
+    One writer at a time: a second build or add on the same --out is refused (lock
+    ``<out>.lock``). A build killed at any point leaves --out as it was (or without an index);
+    run it again.
+    """
     from fewshot.errors import FewshotError
     from fewshot.index import EmbeddingIndex
     from fewshot.index.storage import is_index_dir
+    from fewshot.locking import exclusive_lock
 
-    if out.exists() and not out.is_dir():
-        raise FewshotError(f"--out {out} exists and is not a directory")
+    _check_writable(out, "--out")
     if is_index_dir(out) and not overwrite:
         raise FewshotError(f"{out} already holds an index; use `fewshot index add` or --overwrite")
-    paths = find_images(images)
+    paths = _find_images(images)
+    _check_pretrained(encoder, model, pretrained)
     model_encoder = _make_encoder(encoder, model, pretrained, device)
     index = EmbeddingIndex(
         model_encoder.embed_dim,
@@ -114,14 +184,30 @@ def build_command(
         encoder_name=encoder,
         device=_index_device(device),
     )
-    report = index.add_images(paths, batch_size=batch_size, workers=workers, progress=progress)
-    _report_failures(report.failures)
-    if not report.added:
-        raise FewshotError(f"none of the {len(paths)} files could be read; nothing indexed")
-    index.save(out)
-    typer.echo(
+    _check_trainable(index, len(paths))
+    with exclusive_lock(out, "this index"):
+        if is_index_dir(out) and not overwrite:  # another build finished meanwhile
+            raise FewshotError(f"{out} already holds an index; use `fewshot index add` or --overwrite")
+        report = index.add_images(paths, batch_size=batch_size, workers=workers, progress=progress)
+        _report_failures(report.failures)
+        if not report.added:
+            raise FewshotError(f"none of the {len(paths)} files could be read; nothing indexed")
+        index.save(out, lock=False)
+    summary = {
+        "index": str(out),
+        "added": len(report.added),
+        "unreadable": len(report.failures),
+        "failures": _failures_json(report.failures),
+        "items": len(index),
+        "factory": factory,
+        "metric": metric,
+        "dim": index.dim,
+    }
+    _echo_result(
+        as_json,
+        summary,
         f"indexed {len(report.added)} images into {out} ({factory}, {metric}, {index.dim}-d); "
-        f"{len(report.failures)} unreadable file(s) skipped"
+        f"{len(report.failures)} unreadable file(s) skipped",
     )
 
 
@@ -132,21 +218,43 @@ def add_command(
     workers: Workers = None,
     device: Device = "auto",
     progress: Progress = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Embed the images under IMAGES that are not in the index yet and add them."""
-    from fewshot.data.images import find_images
-    from fewshot.index import EmbeddingIndex
+    """Embed the images under IMAGES that are not in the index yet and add them.
 
-    index = EmbeddingIndex.load(directory, device=_index_device(device))
-    paths = find_images(images)
-    _attach_recorded_encoder(index, device)
-    report = index.add_images(paths, batch_size=batch_size, workers=workers, progress=progress)
-    _report_failures(report.failures)
-    if report.added:
-        index.save(directory)
-    typer.echo(
+    One writer at a time: the index is locked from loading to saving (``<dir>.lock``), so a
+    second add or build on it is refused instead of losing an update. An add killed at any
+    point leaves the index as it was; run it again.
+    """
+    from fewshot.index import EmbeddingIndex
+    from fewshot.index.storage import read_sidecar, remove_stale
+    from fewshot.locking import exclusive_lock
+
+    read_sidecar(directory)  # an index is there (checked fully when loaded under the lock)
+    _check_writable(directory, "DIRECTORY")
+    paths = _find_images(images)
+    with exclusive_lock(directory, "this index"):
+        index = EmbeddingIndex.load(directory, device=_index_device(device))
+        _attach_recorded_encoder(index, device)
+        report = index.add_images(paths, batch_size=batch_size, workers=workers, progress=progress)
+        _report_failures(report.failures)
+        if report.added:
+            index.save(directory, lock=False)
+        else:
+            remove_stale(directory)  # what a killed earlier run may have left
+    summary = {
+        "index": str(directory),
+        "added": len(report.added),
+        "already_indexed": len(report.skipped),
+        "unreadable": len(report.failures),
+        "failures": _failures_json(report.failures),
+        "items": len(index),
+    }
+    _echo_result(
+        as_json,
+        summary,
         f"added {len(report.added)} new image(s) to {directory} (now {len(index)}); "
-        f"{len(report.skipped)} already indexed, {len(report.failures)} unreadable"
+        f"{len(report.skipped)} already indexed, {len(report.failures)} unreadable",
     )
 
 
@@ -196,17 +304,26 @@ def info_command(
     directory: IndexDir,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Describe an index: items, dimension, metric, FAISS type, encoder; validates its files."""
+    """Describe an index: items, dimension, metric, FAISS type, encoder; validates its files.
+
+    Checks what `add` and `search` rely on: the sidecar, the FAISS file and its checksum, and
+    the recorded encoder (registered, known settings, the very weights file it was built with).
+    """
     from fewshot.index import EmbeddingIndex
+    from fewshot.index.recorded import verify_record
 
     index = EmbeddingIndex.load(directory, device="cpu")
+    record = index._encoder_record
+    if record is not None:
+        verify_record(record, directory)
     info = index.describe()
-    info["encoder_config"] = (index._encoder_record or {}).get("config")
+    info["encoder_config"] = (record or {}).get("config")
+    info["encoder_weights"] = (record or {}).get("weights")
     info["directory"] = str(directory)
     info["bytes"] = sum(p.stat().st_size for p in Path(directory).iterdir() if p.is_file())
     del info["device"]
     if as_json:
-        typer.echo(json.dumps(info))
+        typer.echo(json.dumps(info, allow_nan=False))
         return
     for key, value in info.items():
         typer.echo(f"{key:>15}: {value}")

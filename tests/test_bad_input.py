@@ -41,7 +41,74 @@ COMMON_CASES = [
 
 # Each area keeps its rows in its own list, so that changes to one area do not touch another's.
 LABEL_CASES: list[tuple] = []
-INDEX_CASES: list[tuple] = []
+INDEX_BUILD = ["index", "build", "{ws}/imgs", "--out", "{ws}/ix", *MICRO]
+INDEX_CASES: list[tuple] = [
+    ("index-build-batch-size-0", [*INDEX_BUILD, "--batch-size", "0"], 2, "--batch-size"),
+    ("index-build-workers-negative", [*INDEX_BUILD, "--workers", "-1"], 2, "--workers"),
+    (
+        "index-add-batch-size-0",
+        ["index", "add", "{ws}/ix", "{ws}/imgs", "--batch-size", "0"],
+        2,
+        "--batch-size",
+    ),
+    (
+        "index-add-workers-negative",
+        ["index", "add", "{ws}/ix", "{ws}/imgs", "--workers", "-1"],
+        2,
+        "--workers",
+    ),
+    (
+        "index-build-out-is-a-file",
+        ["index", "build", "{ws}/imgs", "--out", "{ws}/a-file.txt", "--json"],
+        2,
+        "a-file.txt exists and is not a directory",
+    ),
+    (
+        "index-build-out-proc-file",
+        ["index", "build", "{ws}/imgs", "--out", "/proc/version"],
+        2,
+        "not a directory",
+    ),
+    (
+        "index-build-out-unwritable",
+        ["index", "build", "{ws}/imgs", "--out", "/proc/fewshot-ix"],
+        2,
+        "--out /proc/fewshot-ix cannot be written",
+    ),
+    (
+        "index-build-pickled-weights",
+        [
+            "index",
+            "build",
+            "{ws}/imgs",
+            "--out",
+            "{ws}/ix",
+            "--model",
+            "micro-clip",
+            "--pretrained",
+            "{ws}/a-file.txt",
+        ],
+        2,
+        "is not a .safetensors file",
+    ),
+    ("index-build-bad-metric", [*INDEX_BUILD, "--metric", "cosinus"], 2, "unknown metric 'cosinus'"),
+    ("index-build-bad-factory", [*INDEX_BUILD, "--factory", "Nope12"], 2, "cannot build index 'Nope12'"),
+    ("index-build-too-few-to-train", [*INDEX_BUILD, "--factory", "IVF64,Flat"], 2, "at least 64 vectors"),
+    ("index-build-unknown-encoder", [*INDEX_BUILD[:5], "--encoder", "nope"], 2, "unknown encoder 'nope'"),
+    (
+        "index-build-model-without-clip",
+        [*INDEX_BUILD[:5], "--encoder", "identity", "--model", "m"],
+        2,
+        "--model and --pretrained apply to the clip encoder only",
+    ),
+    ("index-build-no-images", ["index", "build", "{ws}/nothing", "--out", "{ws}/ix"], 2, "nothing"),
+    ("index-add-not-an-index", ["index", "add", "{ws}/imgs", "{ws}/imgs"], 2, "no saved index"),
+    ("index-add-no-index", ["index", "add", "{ws}/ix", "{ws}/imgs", "--json"], 2, "no index directory"),
+    ("index-search-k-0", ["index", "search", "{ws}/imgs", "--text", "red", "-k", "0"], 2, "-k must be >= 1"),
+    ("index-search-no-query", ["index", "search", "{ws}/imgs"], 2, "exactly one of --text or --image"),
+    ("index-search-not-an-index", ["index", "search", "{ws}/imgs", "--text", "red"], 2, "no saved index"),
+    ("index-info-no-index", ["index", "info", "{ws}/ix", "--json"], 2, "no index directory"),
+]
 TRAIN_CASES: list[tuple] = []
 EVAL_CASES: list[tuple] = []
 

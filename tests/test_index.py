@@ -203,12 +203,13 @@ def test_interrupted_save_keeps_previous_index(tmp_path, monkeypatch, where):
 
         monkeypatch.setattr(storage, "_write_faiss_file", half_written)
     else:
-        monkeypatch.setattr(storage, "atomic_write_bytes", crash)
+        monkeypatch.setattr(storage.os, "replace", crash)
+    before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(KeyboardInterrupt):
         index.save(tmp_path)
     monkeypatch.undo()
     assert EmbeddingIndex.load(tmp_path).ids == ["a", "b"]
-    assert len(list(tmp_path.glob("*.faiss"))) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no new FAISS file, no temporary
 
 
 def _edit_sidecar(directory, change):

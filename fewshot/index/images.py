@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fewshot.errors import FewshotError
+from fewshot.faults import crash_point
 from fewshot.progress import show_progress
 
 if TYPE_CHECKING:
@@ -186,6 +187,7 @@ def add_images(
         buffered = 0
 
     for done, embeddings, failures in embed_image_files(encoder, todo, batch_size, workers, progress):
+        crash_point("index.add.batch-embedded")  # nothing is on disk until the save
         report.failures.extend((image_id(p), reason) for p, reason in failures)
         if not done:
             continue

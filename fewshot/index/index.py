@@ -477,9 +477,12 @@ class EmbeddingIndex:
 
     # encoder-attached use ------------------------------------------------------------------
     def _require_encoder(self) -> Encoder:
+        if self.encoder is None and self._encoder_record is not None:
+            self.attach_encoder()  # a loaded index: rebuild its recorded encoder on first need
         if self.encoder is None:
             raise EmbeddingIndexError(
-                "this index has no encoder attached; pass encoder=... or call attach_encoder()"
+                "this index has no encoder attached (it records none); pass encoder=... to "
+                "EmbeddingIndex() or EmbeddingIndex.load(), or call attach_encoder(encoder)"
             )
         return self.encoder
 
@@ -487,16 +490,16 @@ class EmbeddingIndex:
         """Attach `encoder`, or rebuild the one recorded when the index was saved.
 
         With no `encoder`, builds ``create_encoder(name or recorded name, **recorded config,
-        **kwargs)``; `kwargs` (e.g. ``device``) override the recorded config.
+        **kwargs)``; `kwargs` (e.g. ``device``) override the recorded config. The record is
+        checked first (`fewshot.index.recorded.verify_record`): registered encoder, known
+        settings, and CLIP weights that are the very ``.safetensors`` file the index was built
+        with; nothing is unpickled.
+
+        Raises:
+            CheckpointError: a record that cannot be trusted or does not match its weights.
         """
         if encoder is None:
-            from fewshot.encoders import create_encoder
-
-            name = name or self.encoder_name
-            if name is None:
-                raise EmbeddingIndexError("this index records no encoder; pass one to attach_encoder()")
-            config = {**(self._encoder_record or {}).get("config", {}), **kwargs}
-            encoder = create_encoder(name, **config)
+            encoder, name = self._recorded_encoder(name, kwargs)
         if getattr(encoder, "embed_dim", self.dim) != self.dim:
             raise EmbeddingIndexError(
                 f"the encoder makes {encoder.embed_dim}-d vectors but the index holds {self.dim}-d"
@@ -506,7 +509,19 @@ class EmbeddingIndex:
             self.encoder_name = name
         return self
 
-    _encoder_record: dict[str, Any] | None = None
+    def _recorded_encoder(self, name: str | None, kwargs: dict[str, Any]) -> tuple[Encoder, str]:
+        from fewshot.encoders import create_encoder
+        from fewshot.index.recorded import verify_record
+
+        name = name or self.encoder_name
+        if name is None:
+            raise EmbeddingIndexError("this index records no encoder; pass one to attach_encoder()")
+        record = {"config": {}, **(self._encoder_record or {}), "name": name}
+        verify_record(record, self._source or "the index")
+        return create_encoder(name, **{**record["config"], **kwargs}), name
+
+    _encoder_record: dict[str, Any] | None = None  # the sidecar's record, on a loaded index
+    _source: str | None = None  # the directory a loaded index came from (for messages)
 
     def add_images(self, paths: Sequence[str | os.PathLike[str]], **kwargs: Any):
         """Embed image files with the attached encoder and add them; see `fewshot.index.images`."""
@@ -528,17 +543,27 @@ class EmbeddingIndex:
         return self.search(embed_query_images(self._require_encoder(), images), k, **kwargs)
 
     # persistence ---------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike[str]):
-        """Save to `directory` atomically (see `fewshot.index.storage`); returns its path."""
+    def save(self, directory: str | os.PathLike[str], *, lock: bool = True):
+        """Save to `directory` atomically (see `fewshot.index.storage`); returns its path.
+
+        The save holds the directory's writer lock (a concurrent save is refused with
+        `FewshotError`); pass ``lock=False`` when you hold ``exclusive_lock(directory)``
+        yourself, e.g. across a load, add and save.
+        """
         from fewshot.index.storage import save_index
 
-        return save_index(self, directory)
+        return save_index(self, directory, lock=lock)
 
     @classmethod
     def load(
         cls, directory: str | os.PathLike[str], encoder: Encoder | None = None, device: str = "auto"
     ) -> EmbeddingIndex:
         """Load an index saved with `save`, validating every part.
+
+        The encoder comes back on demand: `encoder` attaches one now; without it, the first
+        `search_text`, `search_images` or `add_images` rebuilds the encoder the index recorded
+        (`attach_encoder`; call ``attach_encoder(device="cpu")`` first to choose its device).
+        `search` with vectors never needs one.
 
         Raises:
             CheckpointError: missing, damaged, foreign or mismatched files.

@@ -4,14 +4,18 @@ An index directory holds:
 
 - ``index-<token>.faiss``: the FAISS index (``faiss.serialize_index``), named afresh on every save;
 - ``index.json``: the sidecar: format and version, dimension, metric, factory string, encoder
-  name and config, the FAISS file's name, size and SHA-256, and the items (FAISS id, string id,
-  metadata).
+  record (name, config, and size and SHA-256 of a local weights file; see
+  `fewshot.index.recorded`), the FAISS file's name, size and SHA-256, and the items (FAISS id,
+  string id, metadata).
 
-A save writes the new FAISS file under a new name, then replaces ``index.json`` in one
-``os.replace``: that rename is the commit. A crash at any point before it leaves the previous
-sidecar pointing at the previous FAISS file, untouched; FAISS files no sidecar points at are
-deleted after the commit (or by the next save). Loading checks the sidecar's fields, the FAISS
-file's checksum, and that the FAISS index agrees with the sidecar (dimension, metric, count).
+A save (holding the directory's writer lock, ``<dir>.lock``) fsyncs the new FAISS file under a
+new name, then fsyncs the new sidecar under a temporary name and renames it over ``index.json``:
+that rename is the commit. A crash (even ``kill -9``) before it leaves the previous sidecar
+pointing at the previous FAISS file, untouched; after it, the new pair is complete. Files no
+sidecar points at (FAISS files, temporary sidecars) are deleted after the commit, or by the
+next writer (`remove_stale`). Loading checks the sidecar's fields, the FAISS file's checksum,
+and that the FAISS index agrees with the sidecar (dimension, metric, count), so a half-written
+index is never loaded.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import json
 import os
 import re
 import secrets
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fewshot.checkpoints import atomic_write_bytes
 from fewshot.errors import CheckpointError, check_format_header
+from fewshot.faults import crash_point
 
 if TYPE_CHECKING:
     from fewshot.encoders.base import Encoder
@@ -37,6 +42,7 @@ FORMAT = "fewshot-index"
 FORMAT_VERSION = 1
 SIDECAR = "index.json"
 _FAISS_NAME = re.compile(r"^index-[0-9a-f]{16}\.faiss$")
+_TMP_NAME = re.compile(r"^\.index\.json\..*\.tmp$")
 
 
 def is_index_dir(directory: str | os.PathLike[str]) -> bool:
@@ -52,58 +58,110 @@ def _write_faiss_file(path: Path, payload: np.ndarray) -> None:
         os.fsync(handle.fileno())
 
 
-def save_index(index: EmbeddingIndex, directory: str | os.PathLike[str]) -> Path:
-    """Save `index` into `directory` (created if needed) so that a crash keeps the previous save."""
-    from fewshot import __version__
-    from fewshot.index.index import _faiss
+def save_index(index: EmbeddingIndex, directory: str | os.PathLike[str], *, lock: bool = True) -> Path:
+    """Save `index` into `directory` (created if needed) so that a crash keeps the previous save.
 
-    faiss = _faiss()
+    With `lock` (the default) the save holds the directory's writer lock
+    (`fewshot.locking.exclusive_lock`); a caller that already holds it passes ``lock=False``.
+    """
+    from fewshot.locking import exclusive_lock
+
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"{directory} exists and is not a directory")
-    directory.mkdir(parents=True, exist_ok=True)
-    payload = faiss.serialize_index(index.faiss_index)
+    if not lock:
+        return _save(index, directory)
+    with exclusive_lock(directory, "this index"):
+        return _save(index, directory)
+
+
+def _save(index: EmbeddingIndex, directory: Path) -> Path:
+    from fewshot.index.index import _faiss
+
+    payload = _faiss().serialize_index(index.faiss_index)
     faiss_name = f"index-{secrets.token_hex(8)}.faiss"
+    encoded = json.dumps(_sidecar(index, payload, faiss_name), allow_nan=False, separators=(",", ":"))
+    directory.mkdir(parents=True, exist_ok=True)
+    crash_point("index.save.start")
     faiss_path = directory / faiss_name
+    try:
+        _write_faiss_file(faiss_path, payload)
+        crash_point("index.save.faiss-written")
+        _write_sidecar(directory, encoded.encode())  # the commit point
+    except BaseException:
+        faiss_path.unlink(missing_ok=True)
+        raise
+    crash_point("index.save.committed")
+    remove_stale(directory, keep=faiss_name)
+    return directory
+
+
+def _sidecar(index: EmbeddingIndex, payload: np.ndarray, faiss_name: str) -> dict[str, Any]:
+    from fewshot import __version__
+    from fewshot.index.recorded import encoder_record
+
     labels, ids, metadata = [], [], []
     for label, key, meta in index._items():
         labels.append(label)
         ids.append(key)
         metadata.append(meta)
-    sidecar = {
+    return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "toolkit_version": __version__,
         "dim": index.dim,
         "metric": index.metric,
         "factory": index.factory,
-        "encoder": None
-        if index.encoder_name is None
-        else {"name": index.encoder_name, "config": _encoder_config(index)},
+        "encoder": encoder_record(index),
         "faiss_file": faiss_name,
         "faiss_bytes": int(payload.nbytes),
         "faiss_sha256": hashlib.sha256(memoryview(payload)).hexdigest(),
         "next_label": len(index._keys),
         "items": {"labels": labels, "ids": ids, "metadata": metadata},
     }
-    encoded = json.dumps(sidecar, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _write_sidecar(directory: Path, encoded: bytes) -> None:
+    """Write the sidecar under a temporary name, then rename it over ``index.json``."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{SIDECAR}.", suffix=".tmp")
     try:
-        _write_faiss_file(faiss_path, payload)
-        atomic_write_bytes(directory / SIDECAR, encoded)  # the commit point
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(encoded)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        crash_point("index.save.sidecar-written")
+        os.replace(tmp, directory / SIDECAR)
     except BaseException:
-        faiss_path.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(directory)
-    for stale in directory.glob("index-*.faiss"):
-        if stale.name != faiss_name and _FAISS_NAME.match(stale.name):
-            stale.unlink(missing_ok=True)
-    return directory
 
 
-def _encoder_config(index: EmbeddingIndex) -> dict[str, Any]:
-    if index.encoder is not None and hasattr(index.encoder, "config"):
-        return index.encoder.config()
-    return (index._encoder_record or {}).get("config", {})
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale(directory: str | os.PathLike[str], keep: str | None = None) -> list[str]:
+    """Delete what interrupted saves left behind: FAISS files the sidecar does not name and
+    temporary sidecars. Only a writer holding the directory's lock may call this (a concurrent
+    save's files are not stale). Returns the names removed."""
+    directory = Path(directory)
+    if keep is None:
+        try:
+            keep = read_sidecar(directory)["faiss_file"]
+        except CheckpointError:
+            return []  # no valid sidecar: nothing can be told apart, leave everything
+    removed = []
+    for path in sorted(directory.iterdir()):
+        faiss_orphan = _FAISS_NAME.match(path.name) and path.name != keep
+        if faiss_orphan or _TMP_NAME.match(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+            crash_point("index.save.stale-removed")
+    return removed
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -147,6 +205,7 @@ def _fail(path: Path, what: str):
 
 def _check_fields(sidecar: dict[str, Any], path: Path) -> None:
     from fewshot.index.index import METRICS
+    from fewshot.index.recorded import check_record_shape
 
     def is_int(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
@@ -161,12 +220,7 @@ def _check_fields(sidecar: dict[str, Any], path: Path) -> None:
         _fail(path, f"bad FAISS file name {sidecar.get('faiss_file')!r}")
     if not is_int(sidecar.get("faiss_bytes")) or not isinstance(sidecar.get("faiss_sha256"), str):
         _fail(path, "missing FAISS file size or checksum")
-    encoder = sidecar.get("encoder")
-    if encoder is not None and not (
-        isinstance(encoder, dict)
-        and isinstance(encoder.get("name"), str)
-        and isinstance(encoder.get("config"), dict)
-    ):
+    if not check_record_shape(sidecar.get("encoder")):
         _fail(path, "bad encoder record")
     items = sidecar.get("items")
     if not isinstance(items, dict):
@@ -189,6 +243,33 @@ def _check_fields(sidecar: dict[str, Any], path: Path) -> None:
         _fail(path, "metadata entries must be objects or null")
 
 
+def _read_files(directory: Path, attempts: int = 3) -> tuple[dict[str, Any], np.ndarray]:
+    """The sidecar and the FAISS bytes it names, checked against its size and checksum.
+
+    A save that commits between reading the sidecar and reading the FAISS file deletes the
+    file the old sidecar named; the sidecar is then read again (a writer is never waited on).
+    """
+    for attempt in range(attempts):
+        sidecar = read_sidecar(directory)
+        faiss_path = directory / sidecar["faiss_file"]
+        try:
+            payload = np.fromfile(faiss_path, dtype=np.uint8)
+        except FileNotFoundError:
+            problem = f"{directory}: the FAISS file {sidecar['faiss_file']} named by {SIDECAR} is missing"
+        except OSError as err:
+            problem = f"cannot read {faiss_path}: {err.strerror or err}"
+        else:
+            if (
+                payload.nbytes == sidecar["faiss_bytes"]
+                and hashlib.sha256(memoryview(payload)).hexdigest() == sidecar["faiss_sha256"]
+            ):
+                return sidecar, payload
+            problem = f"{faiss_path} is damaged: its size or checksum differs from the one in {SIDECAR}"
+        if attempt + 1 == attempts or read_sidecar(directory)["faiss_file"] == sidecar["faiss_file"]:
+            raise CheckpointError(problem)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def load_index(
     directory: str | os.PathLike[str], encoder: Encoder | None = None, device: str = "auto"
 ) -> EmbeddingIndex:
@@ -201,20 +282,8 @@ def load_index(
 
     faiss = _faiss()
     directory = Path(directory)
-    sidecar = read_sidecar(directory)
+    sidecar, payload = _read_files(directory)
     faiss_path = directory / sidecar["faiss_file"]
-    if not faiss_path.is_file():
-        raise CheckpointError(
-            f"{directory}: the FAISS file {sidecar['faiss_file']} named by {SIDECAR} is missing"
-        )
-    payload = np.fromfile(faiss_path, dtype=np.uint8)
-    if (
-        payload.nbytes != sidecar["faiss_bytes"]
-        or hashlib.sha256(memoryview(payload)).hexdigest() != sidecar["faiss_sha256"]
-    ):
-        raise CheckpointError(
-            f"{faiss_path} is damaged: its size or checksum differs from the one in {SIDECAR}"
-        )
     try:
         raw = faiss.deserialize_index(payload)
     except RuntimeError as err:
@@ -250,6 +319,7 @@ def load_index(
     index._count = len(items["ids"])
     record = sidecar.get("encoder")
     index._encoder_record = record
+    index._source = str(directory)
     index.encoder_name = record["name"] if record else None
     if encoder is not None:
         index.attach_encoder(encoder, name=index.encoder_name)

@@ -1,0 +1,175 @@
+"""The encoder an index records in its sidecar, checked before it is rebuilt.
+
+`add`, `search` and `load`-then-`search_text` rebuild the encoder from the sidecar's record
+(registry name and constructor config). A sidecar is a plain JSON file that anyone can edit,
+so the record is checked before anything is built from it:
+
+- the encoder must be registered, and its config may hold only JSON scalars under the
+  constructor's own parameter names (for CLIP: ``model``, ``pretrained``, ``precision``);
+- CLIP weights from a local file must be a ``.safetensors`` file: open_clip hands any other
+  file to ``torch.load``, an unpickler, and fewshot never unpickles a file a sidecar names;
+- the record carries the size and SHA-256 of that weights file (``weights``), and a file that
+  differs (another file named, or the file replaced since) is refused: its vectors would not
+  match the index's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from fewshot.errors import CheckpointError, FewshotError
+
+CLIP_KEYS = frozenset({"model", "pretrained", "precision"})
+_digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-256
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """``(size, SHA-256)`` of a file, remembered per (path, size, mtime) within the process."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _digests:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _digests[key] = digest.hexdigest()
+    return stat.st_size, _digests[key]
+
+
+def local_weights(model: str, pretrained: str | None) -> Path | None:
+    """The local file CLIP weights `pretrained` stand for, or None (a tag, or random weights).
+
+    Mirrors `fewshot.encoders.clip.load_open_clip`: a tag of the model wins over a file of
+    the same name; anything else that is not a tag is a file path.
+    """
+    import open_clip
+
+    from fewshot.encoders.clip import resolve_model_name, resolve_pretrained
+
+    name = resolve_model_name(model)
+    weights = resolve_pretrained(name, pretrained)
+    if weights is None or weights in open_clip.list_pretrained_tags_by_model(name):
+        return None
+    return Path(weights).expanduser().resolve()
+
+
+def check_safetensors(path: Path, what: str) -> None:
+    """Refuse a weights file that open_clip would unpickle, or that is not safetensors inside."""
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist")
+    if path.suffix != ".safetensors":
+        raise CheckpointError(
+            f"{what} {path} is not a .safetensors file; an index reloads its encoder's weights on "
+            "every add and search and never unpickles them (convert the weights to safetensors)"
+        )
+    try:
+        with open(path, "rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(size)) if 1 < size < 100_000_000 else None
+    except (OSError, struct.error, ValueError, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{what} {path} is not a readable safetensors file")
+
+
+def weights_record(name: str, config: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"bytes", "sha256"}`` of the local weights file a CLIP record loads, else None."""
+    if name != "clip":
+        return None
+    path = local_weights(config.get("model", "ViT-B-32"), config.get("pretrained", "default"))
+    if path is None or not path.is_file():
+        return None
+    size, sha = file_digest(path)
+    return {"bytes": size, "sha256": sha}
+
+
+def clip_config(encoder: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """A CLIP config whose local weights file is named by its absolute path (any working folder)."""
+    pretrained = config.get("pretrained")
+    resolved = getattr(encoder, "pretrained", None)
+    if pretrained in (None, "default") or not isinstance(resolved, str):
+        return config
+    if Path(resolved).is_file():
+        return {**config, "pretrained": str(Path(resolved).resolve())}
+    return config
+
+
+def check_record_shape(record: Any) -> bool:
+    """Cheap structural check (no imports), for reading a sidecar."""
+    if record is None:
+        return True
+    if not (isinstance(record, dict) and isinstance(record.get("name"), str)):
+        return False
+    config, weights = record.get("config"), record.get("weights")
+    scalars = (str, int, float, bool, type(None))
+    if not isinstance(config, dict) or not all(isinstance(v, scalars) for v in config.values()):
+        return False
+    return weights is None or (
+        isinstance(weights, dict)
+        and isinstance(weights.get("bytes"), int)
+        and isinstance(weights.get("sha256"), str)
+    )
+
+
+def verify_record(record: dict[str, Any], where: str | os.PathLike[str]) -> None:
+    """Everything rebuilding the recorded encoder relies on, checked without building it.
+
+    Raises:
+        CheckpointError: unknown encoder, foreign config keys, weights that are missing, not
+            safetensors, or not the weights the index was built with.
+    """
+    from fewshot.encoders import ENCODERS
+
+    name, config = record["name"], record["config"]
+    if name not in ENCODERS:
+        raise CheckpointError(f"{where}: the index records encoder {name!r}, which is not registered")
+    allowed = CLIP_KEYS if name == "clip" else _parameters(ENCODERS.get(name))
+    foreign = sorted(set(config) - allowed)
+    if foreign:
+        raise CheckpointError(f"{where}: the encoder record has unexpected settings {foreign}")
+    if name != "clip":
+        return
+    try:
+        path = local_weights(config.get("model", "ViT-B-32"), config.get("pretrained", "default"))
+    except FewshotError as err:
+        raise CheckpointError(f"{where}: recorded CLIP encoder: {err}") from err
+    if path is None:
+        return
+    check_safetensors(path, f"{where}: the recorded CLIP weights file")
+    expected = record.get("weights")
+    if expected is not None and file_digest(path) != (expected["bytes"], expected["sha256"]):
+        raise CheckpointError(
+            f"{where}: the CLIP weights file {path} is not the one this index was built with "
+            "(size or SHA-256 differs); its vectors would not match the index. Rebuild the index "
+            "or restore those weights"
+        )
+
+
+def encoder_record(index: Any) -> dict[str, Any] | None:
+    """The sidecar's record of `index`'s encoder: name, config, and its weights file's digest."""
+    if index.encoder_name is None:
+        return None
+    encoder = index.encoder
+    if encoder is None or not hasattr(encoder, "config"):
+        return index._encoder_record  # not rebuilt in this process: keep the record as loaded
+    config = encoder.config()
+    if index.encoder_name == "clip":
+        config = clip_config(encoder, config)
+    record: dict[str, Any] = {"name": index.encoder_name, "config": config}
+    weights = weights_record(index.encoder_name, config)
+    if weights is not None:
+        record["weights"] = weights
+    return record
+
+
+def _parameters(factory: Any) -> frozenset[str]:
+    try:
+        return frozenset(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return frozenset()
