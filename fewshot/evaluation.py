@@ -1,7 +1,7 @@
 """Episodic evaluation: mean accuracy with a 95% confidence interval.
 
 Learners whose encoder does not change while fitting (``frozen_encoder = True`` and a
-``fit_embeddings``/``logits_embeddings`` pair) are evaluated on cached embeddings: every test
+``_fit_embeddings``/``logits_embeddings`` pair) are evaluated on cached embeddings: every test
 item is embedded once, then episodes are drawn over the embeddings. Learners that also
 define ``batch_logits_embeddings`` score a whole block of episodes in one tensor operation.
 Other learners (MAML) are fitted episode by episode on the raw items.
@@ -20,6 +20,8 @@ import torch
 from fewshot.data.tensors import LabeledTensors
 from fewshot.device import resolve_device
 from fewshot.errors import FewshotError
+from fewshot.inputs import check_batch, model_dtype
+from fewshot.learners.base import caches_embeddings
 from fewshot.sampling import EpisodeFile, EpisodeIndices, EpisodeSampler
 
 
@@ -118,7 +120,8 @@ def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar, class_name
             accuracies.append((logits.argmax(-1) == query_y).float().mean(-1).cpu())
         else:
             _set_episode_classes(learner, class_names, block.class_ids)
-            learner.fit_embeddings(embeddings[support.reshape(-1)], support_y)
+            # episode labels are 0..N-1 already: no per-episode label mapping or input check
+            learner._fit_embeddings(embeddings[support.reshape(-1)], support_y)
             logits = learner.logits_embeddings(embeddings[query.reshape(-1)])
             accuracies.append((logits.argmax(-1) == query_y).float().mean().reshape(1).cpu())
         bar.update(support.shape[0])
@@ -132,8 +135,10 @@ def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar, cla
     for indices in sampler.iter_indices():
         episode = sampler.gather(data, indices).to(device)
         _set_episode_classes(learner, class_names, indices.class_ids)
-        learner.fit(episode.support_x, episode.support_y)
-        predictions = learner.predict(episode.query_x)
+        # inputs were checked once by `evaluate`; episode labels are 0..N-1 already
+        learner._fit(episode.support_x, episode.support_y)
+        with torch.no_grad():
+            predictions = learner.logits(episode.query_x).argmax(-1)
         accuracies.append(float((predictions == episode.query_y).float().mean()))
         bar.update(1)
     return np.asarray(accuracies)
@@ -206,6 +211,13 @@ def evaluate(
     from fewshot.progress import show_progress
 
     device = resolve_device(device)
+    if len(data.labels) != data.data.shape[0]:
+        raise FewshotError(f"data has {data.data.shape[0]} items but {len(data.labels)} labels")
+    cached = use_cache and caches_embeddings(learner)
+    items = data.data
+    if not cached:  # checked once per call; on the cached path `encode_batched` checks what it embeds
+        size = getattr(getattr(learner, "encoder", None), "input_size", None)
+        items = check_batch(items, "data.data", size, model_dtype(learner))
     if sampler is None and episode_file:
         sampler = EpisodeFile(episode_file, data.labels)
     elif sampler is None:
@@ -217,6 +229,7 @@ def evaluate(
             episodes=episodes,
             seed=seed,
             skip_small_classes=skip_small_classes,
+            class_names=getattr(data, "class_names", None),
         )
     if save_episodes:
         if not isinstance(sampler, EpisodeSampler):
@@ -227,7 +240,6 @@ def evaluate(
             raise FewshotError(f"cannot write episodes to {save_episodes}: {err.strerror or err}") from err
     learner = learner.to(device).eval()
     started = time.perf_counter()
-    cached = use_cache and getattr(learner, "frozen_encoder", False) and hasattr(learner, "fit_embeddings")
     with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not show_progress(progress)) as bar:
         names = getattr(data, "class_names", None)
         if cached:
@@ -235,7 +247,7 @@ def evaluate(
                 embeddings = _embed_used_items(learner.encoder, data.data, sampler, batch_size, progress)
             per_episode = _evaluate_cached(learner, embeddings.to(device), sampler, bar, names)
         else:
-            per_episode = _evaluate_per_episode(learner, data.data, sampler, device, bar, names)
+            per_episode = _evaluate_per_episode(learner, items, sampler, device, bar, names)
     return _result(per_episode, sampler, time.perf_counter() - started)
 
 

@@ -134,6 +134,33 @@ def _draw_distinct(rng: np.random.Generator, sizes: np.ndarray, k: int) -> np.nd
     return positions
 
 
+def _class_name(cid: int, class_names: Sequence[str] | None) -> str:
+    if class_names is not None and 0 <= cid < len(class_names):
+        return f"{class_names[cid]!r} (id {cid})"
+    return str(cid)
+
+
+def _small_class_message(
+    classes: np.ndarray, counts: np.ndarray, per_class: int, class_names: Sequence[str] | None
+) -> str:
+    worst = int(np.argmin(counts))
+    small = int((counts < per_class).sum())
+    return (
+        f"class {_class_name(int(classes[worst]), class_names)} has only {int(counts[worst])} items "
+        f"but shots + queries = {per_class} ({small} of {classes.size} classes are that small): "
+        "lower --shots/--queries, or skip such classes (--skip-small-classes)"
+    )
+
+
+def _too_few_classes_message(ways: int, kept: int, per_class: int, skipped: bool) -> str:
+    sized = f" with at least {per_class} items (shots + queries)" if skipped else ""
+    if kept < 2:  # no --ways value can help: an episode needs two classes
+        have = "no class" if kept == 0 else "only 1 class"
+        fix = "lower --shots/--queries or add classes" if skipped else "add classes (subfolders)"
+        return f"the data set has {have}{sized}: an episode needs at least 2; {fix}"
+    return f"ways={ways} but the data set has only {kept} classes{sized}: use --ways {kept} or fewer"
+
+
 class EpisodeSampler:
     """Draws N-way K-shot Q-query episodes from integer class labels.
 
@@ -164,11 +191,9 @@ class EpisodeSampler:
         skip_small_classes: bool = False,
         class_names: Sequence[str] | None = None,
     ) -> None:
-        for name, value in (("ways", ways), ("shots", shots), ("episodes", episodes)):
+        for name, value in (("ways", ways), ("shots", shots), ("queries", queries), ("episodes", episodes)):
             if not _is_whole(value) or value < 1:
                 raise EpisodeError(f"{name} must be a positive whole number, got {value!r}")
-        if not _is_whole(queries) or queries < 0:
-            raise EpisodeError(f"queries must be zero or a positive whole number, got {queries!r}")
         if ways < 2:
             raise EpisodeError("ways must be at least 2: a 1-way episode has nothing to classify")
         self.labels = _as_label_array(labels)
@@ -182,23 +207,10 @@ class EpisodeSampler:
         classes, inverse, counts = np.unique(self.labels, return_inverse=True, return_counts=True)
         small = counts < per_class
         if small.any() and not skip_small_classes:
-            worst = int(np.argmin(counts))
-            cid = int(classes[worst])
-            named: object = cid
-            if class_names is not None and cid < len(class_names):
-                named = f"{class_names[cid]!r} (id {cid})"
-            raise EpisodeError(
-                f"class {named} has only {int(counts[worst])} items but shots + "
-                f"queries = {per_class} ({int(small.sum())} of {classes.size} classes are that "
-                "small): lower --shots/--queries, or skip such classes (--skip-small-classes)"
-            )
+            raise EpisodeError(_small_class_message(classes, counts, per_class, class_names))
         kept = np.nonzero(~small)[0]
         if kept.size < self.ways:
-            hint = f" with at least {per_class} items each" if small.any() else ""
-            raise EpisodeError(
-                f"ways={self.ways} but the data set has only {kept.size} classes{hint}: "
-                f"use --ways {kept.size} or fewer"
-            )
+            raise EpisodeError(_too_few_classes_message(self.ways, kept.size, per_class, small.any()))
         self.class_ids = classes[kept]
         # Padded table of item indices per kept class: members[c, :counts[c]].
         order = np.argsort(inverse, kind="stable")
@@ -381,6 +393,11 @@ class EpisodeFile:
             self.seed, self.n_episodes = int(meta["seed"]), int(meta["episodes"])
         except (KeyError, TypeError, ValueError) as err:
             raise FewshotError(f"{path} is damaged: its settings are incomplete ({err})") from err
+        if self.ways < 2 or self.shots < 1 or self.queries < 1:
+            raise FewshotError(
+                f"{path} holds {self.ways}-way {self.shots}-shot {self.queries}-query episodes: "
+                "an episode needs at least 2 ways, 1 shot and 1 query"
+            )
         n = self.n_episodes
         if (
             self.support.shape != (n, self.ways, self.shots)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from fewshot.encoders import create_encoder
-from fewshot.errors import NotFittedError
+from fewshot.encoders.base import IdentityEncoder
+from fewshot.errors import FewshotError, NotFittedError
 from fewshot.learners import LEARNERS, create_learner
 from fewshot.learners.protonet import ProtoNet
 from fewshot.sampling import EpisodeSampler
@@ -130,3 +131,83 @@ def test_fit_does_not_track_gradients():
     ep = episode()
     learner = ProtoNet(small_encoder()).fit(ep.support_x, ep.support_y)
     assert not learner.prototypes_.requires_grad
+
+
+# -- labels: any integers in, the same values out (scikit-learn's classes_) ------------------
+
+
+class TextIdentity(IdentityEncoder):
+    """Feature inputs plus a deterministic text tower: each prompt gets its own random vector."""
+
+    logit_scale = 10.0
+
+    def encode_text(self, texts):
+        rows = [
+            torch.randn(self.embed_dim, generator=torch.Generator().manual_seed(len(t) * 7919 + ord(t[-1])))
+            for t in texts
+        ]
+        return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+
+def any_learner(name: str):
+    """Every registered learner that can be fitted on a support set, with an encoder it accepts."""
+    cls = LEARNERS.get(name)
+    if getattr(cls, "fixed_classes", False):
+        pytest.skip(f"{name} predicts its own fixed classes and is never fitted on a support set")
+    if getattr(cls, "uses_class_names", False):
+        learner = create_learner(name, TextIdentity(16))
+        learner.set_class_names(["ant", "bee", "cat"])
+        return learner
+    return create_learner(name, small_encoder())
+
+
+def three_class_task(learner):
+    """6 support and 6 query items of 3 classes, shaped for the learner's encoder."""
+    g = torch.Generator().manual_seed(5)
+    shape = (1, 28, 28) if learner.encoder.input_size is not None else (16,)
+    means = torch.rand(3, *shape, generator=g)
+    support = means.repeat_interleave(2, 0) + 0.05 * torch.rand(6, *shape, generator=g)
+    query = means.repeat_interleave(2, 0) + 0.05 * torch.rand(6, *shape, generator=g)
+    return support, query
+
+
+@pytest.mark.parametrize("name", LEARNERS.names())
+def test_non_contiguous_labels_map_to_classes_and_back(name):
+    """Labels [0, 0, 7, 7, 9, 9]: classes_ = [0, 7, 9], 3 probability columns, predictions among
+    those values, and exactly the model fitted on [0, 0, 1, 1, 2, 2] (relabelled)."""
+    learner = any_learner(name).eval()
+    support, query = three_class_task(learner)
+    labels = torch.tensor([0, 0, 7, 7, 9, 9])
+    proba = learner.fit(support, labels).predict_proba(query)
+    assert learner.classes_.tolist() == [0, 7, 9]
+    assert proba.shape == (6, 3)
+    predictions = learner.predict(query)
+    assert set(predictions.tolist()) <= {0, 7, 9}
+    torch.testing.assert_close(predictions, learner.classes_[proba.argmax(1)])
+    contiguous = any_learner(name).eval().fit(support, torch.tensor([0, 0, 1, 1, 2, 2]))
+    torch.testing.assert_close(proba, contiguous.predict_proba(query))
+    # labels as a numpy array or a list are accepted too, and give the same model
+    torch.testing.assert_close(
+        any_learner(name).eval().fit(support, [0, 0, 7, 7, 9, 9]).predict_proba(query), proba
+    )
+
+
+def test_protonet_never_predicts_a_class_without_support():
+    """The issue's case: ProtoNet fitted on [0, 0, 7, 7, 9] predicted class 1 (no support image)."""
+    support = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0], [-5.0, 5.0]])
+    learner = ProtoNet(IdentityEncoder(2)).fit(support, torch.tensor([0, 0, 7, 7, 9]))
+    queries = torch.tensor([[0.05, 0.0], [5.0, 5.1], [-5.0, 5.1], [1.0, 1.0]])
+    assert learner.predict(queries).tolist() == [0, 7, 9, 0]
+    assert learner.predict_proba(queries).shape == (4, 3)
+
+
+def test_single_class_support_is_refused():
+    with pytest.raises(FewshotError, match="at least 2 classes"):
+        ProtoNet(IdentityEncoder(2)).fit(torch.rand(3, 2), torch.tensor([4, 4, 4]))
+
+
+def test_zeroshot_needs_one_name_per_support_class():
+    learner = create_learner("zeroshot", TextIdentity(16))
+    learner.set_class_names(["ant", "bee"])
+    with pytest.raises(FewshotError, match="3 classes but 2 class names"):
+        learner.fit(torch.rand(3, 16), torch.tensor([0, 1, 2]))

@@ -147,7 +147,8 @@ def test_damaged_episode_files_are_refused(tmp_path):
         ({"ways": 2.5}, "ways must be a positive whole number"),
         ({"ways": True}, "ways must be a positive whole number"),
         ({"shots": 0}, "shots must be a positive whole number, got 0"),
-        ({"queries": -1}, "queries must be zero or a positive whole number, got -1"),
+        ({"queries": -1}, "queries must be a positive whole number, got -1"),
+        ({"queries": 0}, "queries must be a positive whole number, got 0"),
         ({"episodes": 0}, "episodes must be a positive whole number, got 0"),
         ({"ways": 13}, r"ways=13 but the data set has only 12 classes: use --ways 12 or fewer"),
         (
@@ -179,7 +180,7 @@ def test_bad_labels():
     with pytest.raises(EpisodeError, match="one-dimensional"):
         EpisodeSampler(np.zeros((4, 2), dtype=int), 2, 1, 1)
     with pytest.raises(EpisodeError, match="must be integers"):
-        EpisodeSampler(np.array([0.5, 1.5]), 2, 1, 0)
+        EpisodeSampler(np.array([0.5, 1.5]), 2, 1, 1)
     sampler = EpisodeSampler(_labels(), 5, 1, 1, episodes=2)
     with pytest.raises(EpisodeError, match="data has 3 items but the sampler was built on 120 labels"):
         next(sampler.episodes(torch.zeros(3, 2)))

@@ -89,13 +89,13 @@ def test_fit_sees_support_items_only():
     support_ids = sampler.sample_indices().support.reshape(-1).tolist()
     for name, learner in _frozen_learners(7, _text_table(tagged, 0.1)).items():
         seen: list[int] = []
-        original = learner.fit_embeddings
+        original = learner._fit_embeddings
 
         def spy(z, y, original=original, seen=seen):
             seen.extend(int(v) for v in z[:, -1])
             return original(z, y)
 
-        learner.fit_embeddings = spy
+        learner._fit_embeddings = spy
         if hasattr(learner, "batch_logits_embeddings"):  # many episodes at once: support passed apart
             batch = learner.batch_logits_embeddings
 

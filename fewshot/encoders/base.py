@@ -21,9 +21,18 @@ class Encoder(nn.Module):
     embed_dim: int
     input_size: tuple[int, int, int] | None = None
 
+    def _check(self, x) -> torch.Tensor:
+        from fewshot.inputs import check_batch, model_dtype
+
+        return check_batch(x, "x", self.input_size, model_dtype(self))
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``(n, ...)`` inputs -> ``(n, embed_dim)`` embeddings."""
-        return self(x)
+        """``(n, ...)`` inputs -> ``(n, embed_dim)`` embeddings.
+
+        ``x`` is checked first (`fewshot.inputs.check_batch`: numpy converted, float64 cast,
+        wrong rank, empty batches and NaN/inf refused); call the module itself to skip that.
+        """
+        return self(self._check(x))
 
     @torch.no_grad()
     def encode_batched(
@@ -42,6 +51,7 @@ class Encoder(nn.Module):
         from fewshot.encoders.inference import MAX_BATCH, inference_form, probe_batch_size
         from fewshot.progress import show_progress
 
+        x = self._check(x)  # once, not per batch
         device = next(self.parameters(), torch.empty(0)).device
         was_training = self.training
         # Convolutions run about 1.5x faster in channels-last layout (measured on CPU for
@@ -53,7 +63,7 @@ class Encoder(nn.Module):
             model = inference_form(self)
             if channels_last:
                 model.to(memory_format=torch.channels_last)
-            if batch_size is None and x.shape[0]:
+            if batch_size is None:
                 on_cpu = device.type == "cpu"
                 sample = x[:1].to(device).contiguous(memory_format=layout)
                 batch_size = probe_batch_size(model, sample) if on_cpu else MAX_BATCH
@@ -63,13 +73,13 @@ class Encoder(nn.Module):
             ) as bar:
                 for i in range(0, x.shape[0], batch_size or 1):
                     batch = x[i : i + batch_size].to(device).contiguous(memory_format=layout)
-                    chunks.append(model.encode(batch).float().cpu())
+                    chunks.append(model(batch).float().cpu())
                     bar.update(batch.shape[0])
         finally:
             if channels_last:
                 self.to(memory_format=torch.contiguous_format)
             self.train(was_training)
-        return torch.cat(chunks) if chunks else torch.empty(0, self.embed_dim)
+        return torch.cat(chunks)
 
     def config(self) -> dict:
         """JSON-able constructor arguments, stored in checkpoints to rebuild the encoder."""

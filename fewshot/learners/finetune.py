@@ -67,7 +67,7 @@ class Finetune(FewShotLearner):
         bias = torch.zeros(weight.shape[0], device=z.device, requires_grad=True)
         return weight, bias
 
-    def fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> Finetune:
+    def _fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> Finetune:
         """Train the head on already-embedded support items ``(N*K, d)``."""
         z = support_z.detach().float()
         with torch.enable_grad():
@@ -113,10 +113,9 @@ class Finetune(FewShotLearner):
         work.load_state_dict(self.encoder.state_dict())
         return work
 
-    def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> Finetune:
+    def _fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> Finetune:
         if not self.train_last_block:
-            with torch.no_grad():
-                return self.fit_embeddings(self.encoder.encode(support_x), support_y)
+            return super()._fit(support_x, support_y)
         from fewshot.transfer.strategies import block_parameters, set_trainable_blocks
 
         encoder = self._adapted_encoder()

@@ -93,7 +93,7 @@ class LinearProbe(FewShotLearner):
         z = z.float()
         return F.normalize(z, dim=-1) if self.normalize else z
 
-    def fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> LinearProbe:
+    def _fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> LinearProbe:
         """Fit on already-embedded support items ``(n, d)`` with labels ``(n,)`` in ``0..N-1``."""
         from threadpoolctl import threadpool_limits
 
@@ -114,10 +114,6 @@ class LinearProbe(FewShotLearner):
         self.weight_ = torch.as_tensor(weight, dtype=torch.float32, device=device)
         self.bias_ = torch.as_tensor(bias, dtype=torch.float32, device=device)
         return self
-
-    def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> LinearProbe:
-        with torch.no_grad():
-            return self.fit_embeddings(self.encoder.encode(support_x), support_y)
 
     def logits_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
         """Logits ``(M, N)`` of already-embedded queries ``(M, d)``."""

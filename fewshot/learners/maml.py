@@ -484,10 +484,11 @@ class MAML(FewShotLearner):
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         return self.meta_batch_loss([episode])
 
-    def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> MAML:
+    def _fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> MAML:
         """Adapt a copy of the meta-parameters to one task (``test_inner_steps`` steps).
 
-        ``support_x`` ``(N*K, C, H, W)``, ``support_y`` ``(N*K,)`` in ``0..N-1``, N <= ``ways``.
+        ``support_x`` ``(N*K, C, H, W)``, ``support_y`` ``(N*K,)`` in ``0..N-1`` (`fit` maps
+        any labels there), N <= ``ways``.
         """
         ways = int(support_y.max()) + 1
         self._check_ways(ways)

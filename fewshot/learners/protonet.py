@@ -33,14 +33,10 @@ class ProtoNet(FewShotLearner):
         self.scale = scale
         self.prototypes_: torch.Tensor | None = None
 
-    def fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> ProtoNet:
+    def _fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> ProtoNet:
         """Fit on already-embedded support items ``(N*K, d)``."""
         self.prototypes_ = class_means(support_z, support_y, int(support_y.max()) + 1)
         return self
-
-    def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> ProtoNet:
-        with torch.no_grad():
-            return self.fit_embeddings(self.encoder.encode(support_x), support_y)
 
     def logits_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
         """Logits ``(M, N)`` of already-embedded queries ``(M, d)``."""
@@ -56,7 +52,8 @@ class ProtoNet(FewShotLearner):
 
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         n_support = episode.support_x.shape[0]
-        embeddings = self.encoder.encode(torch.cat([episode.support_x, episode.query_x]))
+        # forward, not encode: training batches come from the sampler and need no input check per step
+        embeddings = self.encoder(torch.cat([episode.support_x, episode.query_x]))
         prototypes = class_means(embeddings[:n_support], episode.support_y, episode.ways)
         logits = prototype_logits(embeddings[n_support:], prototypes, self.metric, self.scale)
         loss = F.cross_entropy(logits.float(), episode.query_y)

@@ -69,16 +69,12 @@ class SimpleShot(FewShotLearner):
             return mean.expand(*support_z.shape[:-2], 1, -1)
         return torch.zeros(*support_z.shape[:-2], 1, support_z.shape[-1], device=support_z.device)
 
-    def fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> SimpleShot:
+    def _fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> SimpleShot:
         """Fit on already-embedded support items ``(N*K, d)`` with labels ``(N*K,)``."""
         self.center_ = self._center(support_z)[0]
         features = self.transform(support_z, self.center_)
         self.prototypes_ = class_means(features, support_y, int(support_y.max()) + 1)
         return self
-
-    def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> SimpleShot:
-        with torch.no_grad():
-            return self.fit_embeddings(self.encoder.encode(support_x), support_y)
 
     def logits_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
         """Logits ``(M, N)`` of already-embedded queries ``(M, d)``."""

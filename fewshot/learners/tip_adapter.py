@@ -108,7 +108,11 @@ class TipAdapter(ZeroShot):
         best = int(torch.argmin(losses.mean(-1).reshape(-1)))
         return self.alphas[best // len(self.betas)], self.betas[best % len(self.betas)]
 
-    def fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> TipAdapter:
+    def _fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> TipAdapter:
+        with torch.no_grad():
+            return self._fit_embeddings(self.encoder(support_x), support_y)
+
+    def _fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> TipAdapter:
         """Build the cache from support embeddings ``(n, d)`` and labels ``(n,)``; choose the blend."""
         prototypes = self.text_prototypes().to(support_z.device)
         self.prototypes_ = prototypes
@@ -130,10 +134,6 @@ class TipAdapter(ZeroShot):
             keys = keys.detach()
         self.keys_, self.values_ = keys, values
         return self
-
-    def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> TipAdapter:
-        with torch.no_grad():
-            return self.fit_embeddings(self.encoder.encode(support_x), support_y)
 
     def logits_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
         """Logits ``(M, N)`` of image embeddings ``(M, d)``."""

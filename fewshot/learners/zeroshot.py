@@ -80,13 +80,34 @@ class ZeroShot(FewShotLearner):
     def logit_scale(self) -> float:
         return float(self.scale if self.scale is not None else self.encoder.logit_scale)
 
-    def fit_embeddings(self, support_z: torch.Tensor | None = None, support_y: torch.Tensor | None = None):
+    def _check_classes(self, n_classes: int) -> None:
+        names = self.class_names_ or []
+        if n_classes != len(names):
+            raise FewshotError(
+                f"the support set has {n_classes} classes but {len(names)} class names were set: "
+                "call set_class_names with one name per class (in sorted label order)"
+            )
+
+    def _fit_embeddings(self, support_z: torch.Tensor | None, support_y: torch.Tensor | None):
         """Zero-shot: the support set is not used; embeds the class names' prompts."""
         self.prototypes_ = self.text_prototypes()
         return self
 
-    def fit(self, support_x: torch.Tensor | None = None, support_y: torch.Tensor | None = None):
-        return self.fit_embeddings()
+    def _learn_classes(self, support_y, n_items: int) -> torch.Tensor:
+        encoded = super()._learn_classes(support_y, n_items)
+        self._check_classes(len(self.classes_))
+        return encoded
+
+    def fit(self, support_x=None, support_y=None):
+        """Embed the class names' prompts. A support set, if given, only fixes ``classes_``
+        (its labels, one per class name, in sorted order); its images are not used."""
+        if support_x is None and support_y is None:
+            self.classes_ = None  # predictions are indices into the class names
+            return self._fit_embeddings(None, None)
+        return super().fit(support_x, support_y)
+
+    def _fit(self, support_x: torch.Tensor, support_y: torch.Tensor):
+        return self._fit_embeddings(None, support_y)
 
     def logits_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
         """Logits ``(M, N)`` of image embeddings ``(M, d)``."""
