@@ -32,7 +32,7 @@ def check_writable(path: str | os.PathLike[str], option: str) -> Path:
         raise FewshotError(f"{option} {path} is a folder: give a file name")
     try:
         mode = path.stat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         mode = None
     except OSError as err:
         raise FewshotError(f"{option} {path} cannot be written: {err.strerror or err}") from None

@@ -40,7 +40,54 @@ COMMON_CASES = [
 ]
 
 # Each area keeps its rows in its own list, so that changes to one area do not touch another's.
-LABEL_CASES: list[tuple] = []
+LABEL = ["label", "{ws}/imgs", "-l", "red circle,blue square", *MICRO]
+PREDICT = ["predict", "-c", "{ckpt}", "-s", "{ws}/imgs", "-q", "{ws}/imgs"]
+LABEL_CASES: list[tuple] = [
+    ("label-one-label", ["label", "{ws}/imgs", "-l", "red", *MICRO], 2, "--labels gives one class"),
+    ("label-out-is-a-folder", [*LABEL, "--out", "{ws}/imgs"], 2, "imgs is a folder: give a file name"),
+    ("label-out-proc-file", [*LABEL, "--out", "/proc/version"], 2, "--out /proc/version cannot be written"),
+    ("label-out-under-a-file", [*LABEL, "--out", "{ws}/a-file.txt/l.csv"], 2, "a-file.txt is not a folder"),
+    ("label-out-device", [*LABEL, "--out", "/dev/null"], 2, "--out /dev/null is not a regular file"),
+    (
+        "label-save-class-embeddings-folder",
+        [*LABEL, "--save-class-embeddings", "{ws}/imgs"],
+        2,
+        "--save-class-embeddings",
+    ),
+    (
+        "label-save-class-embeddings-proc",
+        [*LABEL, "--save-class-embeddings", "/proc/version"],
+        2,
+        "--save-class-embeddings /proc/version cannot be written",
+    ),
+    (
+        "label-dest-inside-input",
+        [*LABEL, "--organize", "move", "--dest", "{ws}/imgs/sorted"],
+        2,
+        "is inside the input folder",
+    ),
+    (
+        "label-dest-is-input",
+        [*LABEL, "--organize", "copy", "--dest", "{ws}/imgs"],
+        2,
+        "inside the input folder",
+    ),
+    (
+        "label-dest-is-a-file",
+        [*LABEL, "--organize", "copy", "--dest", "{ws}/a-file.txt"],
+        2,
+        "is not a folder",
+    ),
+    ("predict-out-is-a-folder", [*PREDICT, "--out", "{ws}/imgs"], 2, "imgs is a folder: give a file name"),
+    (
+        "predict-out-proc-file",
+        [*PREDICT, "--out", "/proc/version"],
+        2,
+        "--out /proc/version cannot be written",
+    ),
+    ("predict-batch-size-0", [*PREDICT, "--batch-size", "0"], 2, "--batch-size"),
+    ("predict-workers-negative", [*PREDICT, "--workers", "-1"], 2, "--workers"),
+]
 INDEX_BUILD = ["index", "build", "{ws}/imgs", "--out", "{ws}/ix", *MICRO]
 INDEX_CASES: list[tuple] = [
     ("index-build-batch-size-0", [*INDEX_BUILD, "--batch-size", "0"], 2, "--batch-size"),
