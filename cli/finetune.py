@@ -6,13 +6,32 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import Command, DataDir, Device, ImageSize, Progress, Seed, Split
+from fewshot_cli.common import AsJson, Command, DataDir, Device, ImageSize, Progress, Split
+from fewshot_cli.train import positive
 
 STRATEGY_HELP = (
     "full: train everything; partial: freeze the first --freeze blocks; gradual: head first, then "
     "one more block every --unfreeze-every epochs; linear-probe / simpleshot: frozen encoder, "
     "no training loop."
 )
+
+
+def fraction(value: float) -> float:
+    """Option callback: a share strictly between 0 and 1."""
+    if not 0 < value < 1:
+        raise typer.BadParameter(f"{value} is not between 0 and 1 (exclusive)")
+    return value
+
+
+Seed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        min=0,
+        help="Random seed (>= 0): the same seed gives the same validation split, new head, data "
+        "order, augmentation and (for an encoder name) initial weights, so the same model.",
+    ),
+]
 
 
 def finetune_command(
@@ -27,28 +46,43 @@ def finetune_command(
         ),
     ] = None,
     strategy: Annotated[str, typer.Option("--strategy", "-s", help=STRATEGY_HELP)] = "full",
-    freeze: Annotated[int, typer.Option("--freeze", help="Blocks frozen at the input side.")] = 0,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training items.")] = 20,
+    freeze: Annotated[int, typer.Option("--freeze", min=0, help="Blocks frozen at the input side.")] = 0,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training items.")] = 20,
     lr: Annotated[
-        float, typer.Option("--lr", help="Learning rate of the top encoder block (1e-4: 10x below training).")
+        float,
+        typer.Option(
+            "--lr",
+            callback=positive,
+            help="Learning rate of the top encoder block (1e-4: 10x below training).",
+        ),
     ] = 1e-4,
-    head_lr: Annotated[float, typer.Option("--head-lr", help="Learning rate of the new head.")] = 1e-3,
+    head_lr: Annotated[
+        float, typer.Option("--head-lr", callback=positive, help="Learning rate of the new head.")
+    ] = 1e-3,
     lr_decay: Annotated[
-        float, typer.Option("--lr-decay", help="Discriminative rates: each lower block gets lr x this.")
+        float,
+        typer.Option(
+            "--lr-decay", callback=positive, help="Discriminative rates: each lower block gets lr x this."
+        ),
     ] = 1.0,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")] = 1e-4,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Items per step.")] = 64,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0, help="AdamW weight decay.")] = 1e-4,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per step.")] = 64,
     augment: Annotated[
         bool, typer.Option("--augment/--no-augment", help="Random shifts of training images.")
     ] = True,
     hflip: Annotated[bool, typer.Option("--hflip", help="Also flip training images horizontally.")] = False,
     val_fraction: Annotated[
-        float, typer.Option("--val-fraction", help="Share of each class held out for validation.")
+        float,
+        typer.Option(
+            "--val-fraction", callback=fraction, help="Share of each class held out for validation."
+        ),
     ] = 0.2,
     patience: Annotated[
-        int, typer.Option("--patience", help="Stop after N epochs without improvement (0: never).")
+        int, typer.Option("--patience", min=0, help="Stop after N epochs without improvement (0: never).")
     ] = 5,
-    unfreeze_every: Annotated[int, typer.Option("--unfreeze-every", help="Gradual: epochs per phase.")] = 2,
+    unfreeze_every: Annotated[
+        int, typer.Option("--unfreeze-every", min=1, help="Gradual: epochs per phase.")
+    ] = 2,
     out: Annotated[Path, typer.Option("--out", "-o", help="Model to write (.safetensors).")] = Path(
         "runs/finetuned.safetensors"
     ),
@@ -64,35 +98,33 @@ def finetune_command(
     seed: Seed = 0,
     device: Device = "auto",
     data_dir: DataDir = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--restart",
+            help="Resume an interrupted run found at --out (only one with the same settings); "
+            "--restart deletes it and starts over.",
+        ),
+    ] = True,
     progress: Progress = None,
+    as_json: AsJson = False,
 ) -> None:
     """Fine-tune an encoder plus a new head on labelled data; write a classifier for `fewshot predict`."""
-    from fewshot.checkpoints import save_checkpoint
+    import torch
+
     from fewshot.device import resolve_device
     from fewshot.errors import FewshotError
-    from fewshot.transfer.export import FROZEN_STRATEGIES, fit_frozen_classifier
-    from fewshot.transfer.finetune import FinetuneConfig, accuracy, finetune, split_items
-    from fewshot.transfer.sources import (
-        classifier_metadata,
-        load_for_encoder,
-        preprocessing_record,
-        resolve_encoder,
-    )
+    from fewshot.runs import check_output_file
+    from fewshot.transfer.export import FROZEN_STRATEGIES
+    from fewshot.transfer.finetune import FinetuneConfig, finetune
+    from fewshot.transfer.sources import load_for_encoder, preprocessing_record, resolve_encoder
     from fewshot.transfer.strategies import STRATEGIES
 
     if strategy not in STRATEGIES + FROZEN_STRATEGIES:
         raise FewshotError(
             f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES + FROZEN_STRATEGIES)}"
         )
-    if out.suffix != ".safetensors":
-        raise FewshotError(f"--out must end in .safetensors, got {out}")
-    torch_device = resolve_device(device)
-    source = resolve_encoder(encoder, torch_device, clip_model, pretrained, image_size)
-    if data == "omniglot" and subset == "all":
-        subset = "test"
-    items = load_for_encoder(source, data, subset, split, data_dir, seed)
-    if items.n_classes < 2:
-        raise FewshotError(f"{data} has {items.n_classes} class: a classifier needs at least two")
+    check_output_file(out, "--out")
     config = FinetuneConfig(
         strategy=strategy if strategy in STRATEGIES else "full",
         freeze=freeze,
@@ -108,41 +140,80 @@ def finetune_command(
         patience=patience,
         unfreeze_every=unfreeze_every,
         seed=seed,
-        device=str(torch_device),
     )
     config.check()
+    torch_device = resolve_device(device)
+    config.device = str(torch_device)
+    torch.manual_seed(seed)  # an encoder name starts from the seed's random weights
+    source = resolve_encoder(encoder, torch_device, clip_model, pretrained, image_size)
+    if data == "omniglot" and subset == "all":
+        subset = "test"
+    items = load_for_encoder(source, data, subset, split, data_dir, seed)
+    if items.n_classes < 2:
+        raise FewshotError(f"{data} has {items.n_classes} class: a classifier needs at least two")
     extra = {"preprocessing": preprocessing_record(source), "source_encoder": source.description}
     if strategy in FROZEN_STRATEGIES:
-        train_items, val_items = split_items(items, val_fraction, seed)
-        model = fit_frozen_classifier(source.encoder.to(torch_device).eval(), train_items, strategy)
-        val_acc = accuracy(model, val_items, torch_device)
-        meta = {
-            **classifier_metadata(source.name, model),
-            **extra,
-            "finetune": {"strategy": strategy, "val_fraction": val_fraction, "seed": seed},
-            "dataset": items.info,
-            "val_accuracy": val_acc,
-        }
-        save_checkpoint(out, model, meta)
-        typer.echo(
-            f"{strategy} on {source.description}: validation accuracy {val_acc:.4f} "
-            f"({len(val_items)} held-out items, {items.n_classes} classes); model: {out}"
+        report = _fit_frozen(source, items, strategy, val_fraction, seed, torch_device, out, extra)
+        if not as_json:
+            typer.echo(
+                f"{strategy} on {source.description}: validation accuracy {report['best_val_accuracy']:.4f} "
+                f"({report['val_items']} held-out items, {items.n_classes} classes); model: {out}"
+            )
+    else:
+        _, result = finetune(
+            source.encoder,
+            items,
+            config,
+            out=out,
+            encoder_name=source.name,
+            metadata=extra,
+            progress=progress,
+            resume=resume,
         )
-        return
-    _, result = finetune(
-        source.encoder,
-        items,
-        config,
-        out=out,
-        encoder_name=source.name,
-        metadata=extra,
-        progress=progress,
-    )
-    typer.echo(
-        f"{strategy} fine-tuning of {source.description}: best validation accuracy "
-        f"{result.best_val_accuracy:.4f} at epoch {result.best_epoch + 1} of {result.epochs_done}"
-        f"{' (stopped early)' if result.stopped_early else ''}; model: {result.checkpoint}"
-    )
+        report = {
+            "best_val_accuracy": result.best_val_accuracy,
+            "best_epoch": result.best_epoch + 1,
+            "epochs_done": len(result.history),
+            "stopped_early": result.stopped_early,
+        }
+        if not as_json:
+            typer.echo(
+                f"{strategy} fine-tuning of {source.description}: best validation accuracy "
+                f"{result.best_val_accuracy:.4f} at epoch {result.best_epoch + 1} of {result.epochs_done}"
+                f"{' (stopped early)' if result.stopped_early else ''}; model: {result.checkpoint}"
+            )
+    if as_json:
+        import json
+
+        from fewshot.runs import json_safe
+
+        document = {"strategy": strategy, "encoder": source.description, "classes": items.n_classes, **report}
+        typer.echo(json.dumps(json_safe({**document, "checkpoint": str(out)}), allow_nan=False))
+
+
+def _fit_frozen(source, items, strategy, val_fraction, seed, device, out, extra) -> dict:
+    """linear-probe / simpleshot on the whole set: one atomic write under the --out lock."""
+    from fewshot.checkpoints import save_checkpoint
+    from fewshot.locking import exclusive_lock
+    from fewshot.runs import RunFiles
+    from fewshot.transfer.export import fit_frozen_classifier
+    from fewshot.transfer.finetune import accuracy, split_items
+    from fewshot.transfer.sources import classifier_metadata
+
+    train_items, val_items = split_items(items, val_fraction, seed)
+    model = fit_frozen_classifier(source.encoder.to(device).eval(), train_items, strategy)
+    val_acc = accuracy(model, val_items, device)
+    meta = {
+        **classifier_metadata(source.name, model),
+        **extra,
+        "finetune": {"strategy": strategy, "val_fraction": val_fraction, "seed": seed},
+        "dataset": items.info,
+        "val_accuracy": val_acc,
+    }
+    with exclusive_lock(out, "this model"):
+        RunFiles(out).clear()  # a fine-tuning run's state there would otherwise resume later
+        save_checkpoint(out, model, meta)
+    return {"best_val_accuracy": val_acc, "val_items": len(val_items)}
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from fewshot_cli.common import (
+    AsJson,
     Command,
     DataDir,
     Dataset,
@@ -21,6 +22,17 @@ from fewshot_cli.common import (
 )
 
 MAML_METHODS = ("maml", "fomaml", "anil")
+
+
+def positive(value: float | None) -> float | None:
+    """Option callback: refuse zero, negative, infinite and NaN values ("Invalid value for ...")."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a positive number")
+    return value
+
+
 TRAIN_SUBSET = {"vinyals": "train", "lake": "background", "random": "train"}
 
 
@@ -34,32 +46,36 @@ def train_command(
     dataset: Dataset = "omniglot",
     split: Split = None,
     ways: Annotated[
-        int | None, typer.Option("--ways", "-n", help="Classes per episode (default: 60; MAML: 5).")
+        int | None, typer.Option("--ways", "-n", min=2, help="Classes per episode (default: 60; MAML: 5).")
     ] = None,
     shots: Shots = 1,
     queries: Queries = 5,
-    steps: Annotated[int, typer.Option("--steps", help="Training episodes (meta-steps for MAML).")] = 10_000,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, help="Training episodes (meta-steps for MAML).")
+    ] = 10_000,
+    lr: Annotated[float, typer.Option("--lr", callback=positive, help="Adam learning rate (> 0).")] = 1e-3,
     lr_step: Annotated[
         int | None,
         typer.Option(
-            "--lr-step", help="Halve the learning rate every N steps; 0: constant (MAML's default)."
+            "--lr-step", min=0, help="Halve the learning rate every N steps; 0: constant (MAML's default)."
         ),
     ] = None,
     meta_batch: Annotated[
         int | None,
         typer.Option(
-            "--meta-batch", help="Episodes per optimiser step (default 1; MAML: 32 5-way, 16 20-way)."
+            "--meta-batch", min=1, help="Episodes per optimiser step (default 1; MAML: 32 5-way, 16 20-way)."
         ),
     ] = None,
     inner_lr: Annotated[
-        float | None, typer.Option("--inner-lr", help="MAML: inner step size (0.4 5-way, 0.1 20-way).")
+        float | None,
+        typer.Option("--inner-lr", callback=positive, help="MAML: inner step size (0.4 5-way, 0.1 20-way)."),
     ] = None,
     inner_steps: Annotated[
-        int | None, typer.Option("--inner-steps", help="MAML: inner steps in training (1 5-way, 5 20-way).")
+        int | None,
+        typer.Option("--inner-steps", min=1, help="MAML: inner steps in training (1 5-way, 5 20-way)."),
     ] = None,
     test_inner_steps: Annotated[
-        int | None, typer.Option("--test-inner-steps", help="MAML: inner steps at test time (3 / 5).")
+        int | None, typer.Option("--test-inner-steps", min=1, help="MAML: inner steps at test time (3 / 5).")
     ] = None,
     first_order: Annotated[
         bool, typer.Option("--first-order", help="MAML/ANIL: drop the second-order term.")
@@ -70,8 +86,10 @@ def train_command(
     strategy: Annotated[
         str, typer.Option("--strategy", help="MAML execution: auto, loop, vmap or grouped.")
     ] = "auto",
-    val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 500,
-    val_episodes: Annotated[int, typer.Option("--val-episodes", help="Validation episodes (5-way).")] = 200,
+    val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate every N steps.")] = 500,
+    val_episodes: Annotated[
+        int, typer.Option("--val-episodes", min=1, help="Validation episodes (5-way).")
+    ] = 200,
     metric: Annotated[
         str | None, typer.Option("--metric", help="ProtoNet distance: euclidean (default) or cosine.")
     ] = None,
@@ -80,7 +98,7 @@ def train_command(
     ] = True,
     patience: Annotated[
         int,
-        typer.Option("--patience", help="Stop after N validations without improvement (0: never)."),
+        typer.Option("--patience", min=0, help="Stop after N validations without improvement (0: never)."),
     ] = 0,
     trainval: Annotated[
         bool,
@@ -94,21 +112,30 @@ def train_command(
         "runs/model.safetensors"
     ),
     resume: Annotated[
-        bool, typer.Option("--resume/--restart", help="Resume an interrupted run found at --out.")
+        bool,
+        typer.Option(
+            "--resume/--restart",
+            help="Resume an interrupted run found at --out (only one with the same settings); "
+            "--restart deletes it and starts over.",
+        ),
     ] = True,
     seed: Seed = 0,
     device: Device = "auto",
     data_dir: DataDir = None,
     image_size: ImageSize = None,
     progress: Progress = None,
+    as_json: AsJson = False,
 ) -> None:
     """Meta-train a few-shot learner on N-way K-shot episodes and write its best checkpoint."""
+    import torch
+
     from fewshot.checkpoints import learner_metadata
     from fewshot.data.loading import load_dataset
     from fewshot.data.splits import holdout_classes, join_classes
     from fewshot.encoders import ENCODERS
     from fewshot.errors import DataError, FewshotError
     from fewshot.learners import LEARNERS
+    from fewshot.runs import check_output_file
     from fewshot.training import TrainConfig, train
 
     learner_class = LEARNERS.get(method)
@@ -135,6 +162,7 @@ def train_command(
         or (not maml and (first_order or learn_inner_lr or strategy != "auto"))
     ):
         raise FewshotError(f"--inner-lr/--inner-steps/--first-order/... are MAML options, not {method}'s")
+    check_output_file(out, "--out")
     val_data = None
     if dataset == "omniglot":
         split = split or "vinyals"
@@ -158,6 +186,7 @@ def train_command(
         if trainval and val_data is not None:
             train_data, val_data = join_classes(train_data, val_data, "trainval"), None
     channels, side = train_data.data.shape[1], train_data.data.shape[-1]
+    torch.manual_seed(seed)  # the initial weights are the seed's too
     enc = ENCODERS.create(encoder, **_encoder_kwargs(encoder, channels, side))
     learner_kwargs: dict = {"metric": metric} if metric else {}
     if maml:
@@ -200,7 +229,19 @@ def train_command(
         resume=resume,
         progress=progress,
     )
-    if val_data is None:
+    _report(result, val_data is not None, as_json)
+
+
+def _report(result, validated: bool, as_json: bool) -> None:
+    import json
+    from dataclasses import asdict
+
+    if as_json:
+        typer.echo(json.dumps(asdict(result), allow_nan=False))
+        return
+    if result.resumed_from:
+        typer.echo(f"resumed the run found at --out from step {result.resumed_from}")
+    if not validated:
         typer.echo(
             f"trained on train+val without validation: kept step {result.best_step} "
             f"({result.seconds:.0f} s); checkpoint: {result.checkpoint}"
@@ -209,6 +250,7 @@ def train_command(
         typer.echo(
             f"best validation accuracy {result.best_val_accuracy:.4f} at step {result.best_step} "
             f"({result.steps_done} steps, {result.seconds:.0f} s); checkpoint: {result.checkpoint}"
+            f"{' (stopped early)' if result.stopped_early else ''}"
         )
 
 

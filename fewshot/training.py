@@ -2,16 +2,21 @@
 
 Episodes come from an `EpisodeSampler` over the training data; Adam with a step schedule;
 validation episodes on held-out classes every ``val_every`` steps; the best checkpoint is
-kept; early stopping after ``patience`` validations without improvement; the run can resume
-from its last state after an interruption; a progress bar shows loss and accuracy; every
-validation is logged to ``log.csv`` and the run's summary to ``run.json``.
+kept; early stopping after ``patience`` validations without improvement; a progress bar
+shows loss and accuracy; every validation is logged to ``log.csv`` and the run's settings
+and summary to ``run.json``.
+
+Resuming: at every validation the run writes, each atomically and in this order, the best
+checkpoint (when it improved), the state (weights, optimiser, schedule, RNG, counters and
+the log rows) and the log. The state is the commit point: a run killed anywhere and run
+again with the same settings resumes from its last state and ends with exactly the files of
+an uninterrupted run (timing fields aside). Other settings are refused (`fewshot.runs`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import time
 from contextlib import nullcontext
@@ -24,10 +29,23 @@ import torch
 from fewshot.checkpoints import atomic_write_bytes, save_checkpoint
 from fewshot.data.tensors import LabeledTensors
 from fewshot.device import autocast_dtype, resolve_device
-from fewshot.errors import CheckpointError
+from fewshot.errors import CheckpointError, FewshotError
+from fewshot.faults import crash_point
 from fewshot.learners.base import FewShotLearner
 from fewshot.preprocessing import preprocessing_from_data
+from fewshot.runs import (
+    RunFiles,
+    check_output_file,
+    check_same_run,
+    data_description,
+    load_state,
+    save_state,
+    summary_document,
+)
 from fewshot.sampling import EpisodeSampler
+
+CLI_OPTIONS = {"ways", "shots", "queries", "steps", "lr", "lr_step", "meta_batch", "val_every"}
+CLI_OPTIONS |= {"val_episodes", "patience", "seed"}
 
 
 @dataclass
@@ -54,15 +72,37 @@ class TrainConfig:
     mixed_precision: bool = True  # used on CUDA only
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def check(self) -> None:
+        """Refuse impossible settings in one line naming the option (``--steps``, ...)."""
+        minimum = {"ways": 2, "val_ways": 2, "lr_step": 0, "patience": 0, "seed": 0}
+        for name in ("shots", "queries", "steps", "meta_batch", "val_shots", "val_queries"):
+            minimum[name] = 1
+        minimum.update(val_episodes=1, val_every=1)
+        for name, low in minimum.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise FewshotError(f"{_option(name)} must be a whole number of at least {low}, got {value!r}")
+        for name in ("lr", "lr_gamma"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise FewshotError(f"{_option(name)} must be a positive number, got {value!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise FewshotError(f"weight_decay must be zero or positive, got {self.weight_decay!r}")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-") if name in CLI_OPTIONS else f"TrainConfig.{name}"
+
 
 @dataclass
 class TrainResult:
-    best_val_accuracy: float
+    best_val_accuracy: float | None  # None when trained without validation data
     best_step: int
     steps_done: int
     seconds: float
     stopped_early: bool
     checkpoint: str
+    resumed_from: int = 0  # the step an earlier, interrupted run had reached (0: a fresh run)
 
 
 def _episode_accuracy(
@@ -88,22 +128,40 @@ def _episode_accuracy(
 LOG_HEADER = ["step", "train_loss", "train_accuracy", "val_accuracy", "lr", "seconds"]
 
 
-def _open_log(log_path: Path, start_step: int):
-    """The validation log, opened for appending; a resumed run drops rows past its state.
-
-    Rows written after the last saved state (an interruption between the two writes) would
-    otherwise appear twice.
-    """
-    rows: list[list[str]] = []
-    if start_step > 0 and log_path.exists():
-        with open(log_path, newline="") as handle:
-            rows = [r for r in csv.reader(handle) if r and r[0] != "step" and int(r[0]) <= start_step]
-    handle = open(log_path, "w", newline="")  # noqa: SIM115 - the caller closes it
-    writer = csv.writer(handle)
+def _write_log(path: Path, rows: list[list[str]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(LOG_HEADER)
     writer.writerows(rows)
-    handle.flush()
-    return handle
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def run_settings(
+    learner: FewShotLearner,
+    train_data: LabeledTensors,
+    val_data: LabeledTensors | None,
+    config: TrainConfig,
+    metadata: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What defines a run: the model, the data (with a digest) and every hyperparameter.
+
+    The device is left out: a run may resume on another device (not bit-exactly).
+    """
+    from fewshot.runs import json_safe
+
+    meta = metadata or {}
+    encoder = getattr(learner, "encoder", None)
+    return json_safe(
+        {
+            "learner": meta.get("learner", type(learner).__name__),
+            "learner_config": meta.get("learner_config", learner.config()),
+            "encoder": meta.get("encoder", type(encoder).__name__),
+            "encoder_config": meta.get("encoder_config", getattr(encoder, "config", dict)()),
+            "train": {k: v for k, v in asdict(config).items() if k != "device"},
+            "data": data_description(train_data),
+            "val_data": data_description(val_data),
+        }
+    )
 
 
 def train(
@@ -120,21 +178,83 @@ def train(
     (best by validation accuracy; without `val_data`, the last step).
 
     Beside ``out`` (a ``.safetensors`` path) the run keeps ``<out>.state.pt`` (the last
-    state, for resuming), ``<out>.log.csv`` and ``<out>.run.json``.
+    state, for resuming), ``<out>.log.csv`` and ``<out>.run.json``. With `resume`, a run
+    found there resumes if its settings are these (else `FewshotError`); without, it is
+    deleted first. The caller seeds the learner's construction (``torch.manual_seed``).
     """
+    from fewshot.locking import exclusive_lock
+
+    config.check()
+    out = check_output_file(out, "--out", suffix="")
+    files = RunFiles(out)
+    settings = run_settings(learner, train_data, val_data, config, metadata)
+    with exclusive_lock(out, "this training run"):
+        files.remove_litter()
+        if resume:
+            check_same_run(files, settings, "train")
+        else:
+            files.clear()
+        atomic_write_bytes(files.summary, summary_document(settings, "running"))
+        crash_point("train.started")
+        result = _train_locked(learner, train_data, files, config, val_data, metadata, progress)
+        atomic_write_bytes(
+            files.summary, summary_document(settings, "done", **asdict(result), config=asdict(config))
+        )
+        crash_point("train.done")
+    return result
+
+
+def _load_state(path: Path, device: torch.device, learner, optimizer, schedule, scaler) -> dict:
+    def restore(state: dict) -> None:
+        learner.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
+
+    state = load_state(path, device, restore)
+    try:
+        return {
+            "step": int(state["step"]),
+            "best_acc": float(state["best_acc"]),
+            "best_step": int(state["best_step"]),
+            "bad_rounds": int(state["bad_rounds"]),
+            "elapsed": float(state["elapsed"]),
+            "stopped_early": bool(state["stopped_early"]),
+            "rows": [[str(c) for c in row] for row in state["rows"]],
+        }
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"cannot resume from {path} (missing {err}); pass --restart to start over"
+        ) from err
+
+
+def _save_state(path: Path, device: torch.device, learner, optimizer, schedule, scaler, run: dict) -> None:
+    state = {
+        "model": learner.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "scaler": scaler.state_dict(),
+        **run,
+    }
+    save_state(path, state, device)
+
+
+def _train_locked(
+    learner: FewShotLearner,
+    train_data: LabeledTensors,
+    files: RunFiles,
+    config: TrainConfig,
+    val_data: LabeledTensors | None,
+    metadata: dict[str, Any] | None,
+    progress: bool,
+) -> TrainResult:
     from tqdm.auto import tqdm
 
     from fewshot.progress import show_progress
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    state_path = out.with_name(out.name + ".state.pt")
-    log_path = out.with_name(out.name + ".log.csv")
-    summary_path = out.with_name(out.name + ".run.json")
     device = resolve_device(config.device)
     learner.to(device)
     torch.manual_seed(config.seed)
-
     sampler = EpisodeSampler(
         train_data.labels,
         config.ways,
@@ -150,30 +270,12 @@ def train(
     amp_dtype = autocast_dtype(device) if config.mixed_precision else None
     # float16 (GPUs without bfloat16) needs loss scaling; bfloat16 and float32 do not.
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-
-    start_step, best_acc, best_step, bad_rounds, elapsed = 0, -math.inf, 0, 0, 0.0
-    if resume and state_path.exists():
-        try:
-            state = torch.load(state_path, map_location=device, weights_only=True)
-            learner.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-            if "scaler" in state:
-                scaler.load_state_dict(state["scaler"])
-            if "torch_rng" in state:  # learners with dropout or random augmentation
-                torch.set_rng_state(state["torch_rng"].cpu())
-            if "cuda_rng" in state and device.type == "cuda":
-                torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
-        except Exception as err:  # noqa: BLE001 - any damage to the state file means no resume
-            raise CheckpointError(
-                f"cannot resume from {state_path} ({err}); delete it to start over"
-            ) from err
-        start_step, best_acc, best_step = (
-            int(state["step"]),
-            float(state["best_acc"]),
-            int(state["best_step"]),
-        )
-        bad_rounds, elapsed = int(state["bad_rounds"]), float(state["elapsed"])
+    run = {"step": 0, "best_acc": -math.inf, "best_step": 0, "bad_rounds": 0, "elapsed": 0.0}
+    run.update(stopped_early=False, rows=[])
+    if files.state.exists():
+        run = _load_state(files.state, device, learner, optimizer, schedule, scaler)
+    start_step = run["step"]
+    _write_log(files.log, run["rows"])  # drops rows a killed run wrote after its last state
 
     meta = dict(metadata or {})
     meta["train"] = {k: v for k, v in asdict(config).items() if k != "device"}
@@ -182,13 +284,10 @@ def train(
         prep = preprocessing_from_data(train_data)
         if prep is not None:
             meta["preprocessing"] = prep.to_dict()
-    log_file = _open_log(log_path, start_step)
-    log = csv.writer(log_file)
 
     learner.train()
-    window_loss, window_acc, window_n = 0.0, 0.0, 0
-    stopped_early = False
-    started = time.perf_counter() - elapsed
+    window = [0.0, 0.0, 0]  # loss sum, accuracy sum, episodes since the last validation
+    started = time.perf_counter() - run["elapsed"]
     bar = tqdm(
         total=config.steps, initial=start_step, desc="train", unit="ep", disable=not show_progress(progress)
     )
@@ -196,7 +295,6 @@ def train(
     # Skip the episodes a resumed run has already seen, so the sequence stays the seed's.
     for _ in range(start_step * config.meta_batch):
         next(episodes)
-    step = start_step
     # Learners that define meta_batch_backward(episodes, autocast, scale) get the meta-batch in
     # one call and accumulate its gradient themselves (vectorised, or freeing each task's graph
     # early); others get episode_loss per episode.
@@ -205,93 +303,86 @@ def train(
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
 
+    def gather():
+        return sampler.gather(train_data.data, next(episodes)).to(device, non_blocking=True)
+
+    first = config.steps + 1 if run["stopped_early"] else start_step + 1
     try:
-        for step in range(start_step + 1, config.steps + 1):
+        for step in range(first, config.steps + 1):
             optimizer.zero_grad(set_to_none=True)
             if batch_backward is not None:  # the learner runs the whole meta-batch itself (MAML)
-                batch = [
-                    sampler.gather(train_data.data, next(episodes)).to(device, non_blocking=True)
-                    for _ in range(config.meta_batch)
-                ]
+                batch = [gather() for _ in range(config.meta_batch)]
                 loss_value, acc_value = batch_backward(batch, autocast=autocast, scale=scaler.scale)
-                window_loss += loss_value * config.meta_batch
-                window_acc += acc_value * config.meta_batch
-                window_n += config.meta_batch
+                window[0] += loss_value * config.meta_batch
+                window[1] += acc_value * config.meta_batch
+                window[2] += config.meta_batch
             for _ in range(config.meta_batch if batch_backward is None else 0):
-                episode = sampler.gather(train_data.data, next(episodes)).to(device, non_blocking=True)
+                episode = gather()
                 with autocast():
                     loss, acc = learner.episode_loss(episode)
                 scaler.scale(loss / config.meta_batch).backward()
-                window_loss += loss.item()
-                window_acc += acc.item()
-                window_n += 1
+                window[0] += loss.item()
+                window[1] += acc.item()
+                window[2] += 1
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
             bar.update(1)
             if step % 20 == 0:
-                bar.set_postfix(loss=f"{window_loss / window_n:.3f}", acc=f"{window_acc / window_n:.3f}")
+                bar.set_postfix(loss=f"{window[0] / window[2]:.3f}", acc=f"{window[1] / window[2]:.3f}")
             if step % config.val_every == 0 or step == config.steps:
-                val_acc = float("nan")
-                if val_data is not None:
-                    learner.eval()
-                    val_acc = _episode_accuracy(learner, val_data, config, device)
-                    learner.train()
-                # Without validation data there is nothing to select on: the latest step is kept.
-                score = val_acc if val_data is not None else float(step)
-                log.writerow(
-                    [
-                        step,
-                        f"{window_loss / max(window_n, 1):.5f}",
-                        f"{window_acc / max(window_n, 1):.5f}",
-                        f"{val_acc:.5f}",
-                        f"{schedule.get_last_lr()[0]:.3g}",
-                        f"{time.perf_counter() - started:.1f}",
-                    ]
-                )
-                log_file.flush()
-                window_loss, window_acc, window_n = 0.0, 0.0, 0
-                if score > best_acc:
-                    best_acc, best_step, bad_rounds = score, step, 0
-                    meta["val_accuracy"] = None if val_data is None else val_acc
-                    meta["best_step"] = step
-                    meta["train_seconds"] = round(time.perf_counter() - started, 1)
-                    save_checkpoint(out, learner, meta)
-                else:
-                    bad_rounds += 1
-                state = {
-                    "model": learner.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "step": step,
-                    "best_acc": best_acc,
-                    "best_step": best_step,
-                    "bad_rounds": bad_rounds,
-                    "elapsed": time.perf_counter() - started,
-                    "scaler": scaler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                }
-                if device.type == "cuda":
-                    state["cuda_rng"] = torch.cuda.get_rng_state(device)
-                buffer = io.BytesIO()
-                torch.save(state, buffer)
-                atomic_write_bytes(state_path, buffer.getvalue())
-                if config.patience and bad_rounds >= config.patience:
-                    stopped_early = True
+                run["step"] = step
+                _validate(learner, files, config, val_data, device, meta, run, window, started, schedule)
+                window = [0.0, 0.0, 0]
+                _save_state(files.state, device, learner, optimizer, schedule, scaler, run)
+                crash_point("train.state")
+                _write_log(files.log, run["rows"])
+                crash_point("train.log")
+                if run["stopped_early"]:
                     break
     finally:
         bar.close()
-        log_file.close()
 
-    result = TrainResult(
-        best_val_accuracy=best_acc if val_data is not None else float("nan"),
-        best_step=best_step,
-        steps_done=step,
+    return TrainResult(
+        best_val_accuracy=run["best_acc"] if val_data is not None else None,
+        best_step=run["best_step"],
+        steps_done=run["step"],
         seconds=round(time.perf_counter() - started, 1),
-        stopped_early=stopped_early,
-        checkpoint=str(out),
+        stopped_early=run["stopped_early"],
+        checkpoint=str(files.out),
+        resumed_from=start_step,
     )
-    atomic_write_bytes(
-        summary_path, json.dumps({**asdict(result), "config": asdict(config)}, indent=2).encode()
+
+
+def _validate(learner, files, config, val_data, device, meta, run, window, started, schedule) -> None:
+    """Validate, log the row, and write the checkpoint if it is the best so far (in `run`)."""
+    step = run["step"]
+    val_acc = float("nan")
+    if val_data is not None:
+        learner.eval()
+        val_acc = _episode_accuracy(learner, val_data, config, device)
+        learner.train()
+    # Without validation data there is nothing to select on: the latest step is kept.
+    score = val_acc if val_data is not None else float(step)
+    n = max(window[2], 1)
+    run["rows"].append(
+        [
+            str(step),
+            f"{window[0] / n:.5f}",
+            f"{window[1] / n:.5f}",
+            f"{val_acc:.5f}",
+            f"{schedule.get_last_lr()[0]:.3g}",
+            f"{time.perf_counter() - started:.1f}",
+        ]
     )
-    return result
+    run["elapsed"] = time.perf_counter() - started
+    if score > run["best_acc"]:
+        run.update(best_acc=score, best_step=step, bad_rounds=0)
+        meta["val_accuracy"] = None if val_data is None else val_acc
+        meta["best_step"] = step
+        save_checkpoint(files.out, learner, meta)
+        crash_point("train.checkpoint")
+    else:
+        run["bad_rounds"] += 1
+    if config.patience and run["bad_rounds"] >= config.patience:
+        run["stopped_early"] = True

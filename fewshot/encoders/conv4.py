@@ -6,6 +6,9 @@ import torch
 from torch import nn
 
 from fewshot.encoders.base import Encoder
+from fewshot.errors import FewshotError
+
+MIN_IMAGE_SIZE = 16  # four 2x2 max-pools: a smaller side shrinks to nothing
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -31,6 +34,11 @@ class Conv4(Encoder):
 
     def __init__(self, in_channels: int = 1, hidden: int = 64, image_size: int = 28) -> None:
         super().__init__()
+        if image_size < MIN_IMAGE_SIZE:
+            raise FewshotError(
+                f"Conv-4 needs images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels "
+                f"(four 2x2 max-pools), got image size {image_size}"
+            )
         self.in_channels, self.hidden, self.image_size = in_channels, hidden, image_size
         self.blocks = nn.Sequential(
             conv_block(in_channels, hidden),

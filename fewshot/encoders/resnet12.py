@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from fewshot.encoders.base import Encoder
+from fewshot.encoders.conv4 import MIN_IMAGE_SIZE
+from fewshot.errors import FewshotError
 
 
 def _conv_bn(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -63,6 +65,11 @@ class ResNet12(Encoder):
         image_size: int = 84,
     ) -> None:
         super().__init__()
+        if image_size < MIN_IMAGE_SIZE:
+            raise FewshotError(
+                f"ResNet-12 needs images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels "
+                f"(four 2x2 max-pools), got image size {image_size}"
+            )
         channels = [int(c) for c in channels]
         if len(channels) != 4 or min(channels) < 1:
             raise ValueError(f"ResNet-12 needs four positive channel counts, got {channels}")

@@ -4,7 +4,8 @@ Images are coloured shapes ("a red circle") on grey backgrounds; captions are th
 a random prompt template. The architecture is ``fewshot/models/micro-clip.json`` (an ordinary
 open_clip model config); weights are ``fewshot/models/micro-clip.safetensors`` (fp16, < 2 MB).
 
-Regenerate the weights (about a minute on a CPU)::
+Train a micro CLIP (about a minute on a CPU; writes ``./micro-clip.safetensors``, or
+``--out FILE``; ``--overwrite-shipped`` regenerates the shipped weights in the package)::
 
     python -m fewshot.zeroshot.micro_clip train
 
@@ -99,8 +100,27 @@ def synthetic_batch(rng: np.random.Generator, per_class: int, preprocess, size: 
     return torch.stack(images), torch.tensor(labels)
 
 
+DEFAULT_OUT = Path("micro-clip.safetensors")
+
+
+def _check_train_options(steps: int, groups: int, pool_per_class: int, lr: float, seed: int, log_every: int):
+    from fewshot.errors import FewshotError
+
+    for name, value, low in (
+        ("--steps", steps, 2),  # the one-cycle schedule needs a warm-up and a decay step
+        ("groups", groups, 1),
+        ("pool_per_class", pool_per_class, 1),
+        ("--seed", seed, 0),
+        ("log_every", log_every, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise FewshotError(f"{name} must be a whole number of at least {low}, got {value!r}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise FewshotError(f"lr must be a positive number, got {lr!r}")
+
+
 def train(
-    out: str | Path | None = None,
+    out: str | Path = DEFAULT_OUT,
     steps: int = 600,
     groups: int = 8,
     pool_per_class: int = 200,
@@ -118,10 +138,12 @@ def train(
     from safetensors.torch import save
 
     from fewshot.checkpoints import atomic_write_bytes
-    from fewshot.encoders.clip import MICRO_CLIP, micro_clip_files, register_model_configs
+    from fewshot.encoders.clip import MICRO_CLIP, register_model_configs
+    from fewshot.runs import check_output_file
     from fewshot.zeroshot.templates import fill, load_templates
 
-    out = Path(out) if out else micro_clip_files()[1]
+    _check_train_options(steps, groups, pool_per_class, lr, seed, log_every)
+    out = check_output_file(out, "--out")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     register_model_configs()
@@ -139,7 +161,9 @@ def train(
     optimiser = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
     )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.1)
+    # 10% warm-up (60 of the shipped run's 600 steps); at least 1.5 steps, so short runs work too
+    warmup = max(0.1, 1.5 / steps)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=warmup)
     targets = torch.arange(n_classes).repeat(groups)
     model.train()
     for step in range(1, steps + 1):
@@ -192,18 +216,53 @@ def main(argv: list[str] | None = None) -> None:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p_train = sub.add_parser("train", help="train and write the micro CLIP weights")
-    p_train.add_argument("--out", type=Path, default=None, help="weights file (default: the shipped one)")
-    p_train.add_argument("--steps", type=int, default=600)
-    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument(
+        "--out", type=Path, default=None, help=f"weights file to write (default: ./{DEFAULT_OUT})"
+    )
+    p_train.add_argument(
+        "--overwrite-shipped",
+        action="store_true",
+        help="write the shipped weights inside the package (what fewshot uses by default)",
+    )
+    p_train.add_argument("--steps", type=_at_least(2), default=600, help="optimiser steps (>= 2)")
+    p_train.add_argument("--seed", type=_at_least(0), default=0)
     p_folder = sub.add_parser("make-folder", help="write a folder of synthetic coloured-shape images")
     p_folder.add_argument("dest", type=Path)
-    p_folder.add_argument("--per-class", type=int, default=20)
-    p_folder.add_argument("--seed", type=int, default=0)
-    p_folder.add_argument("--size", type=int, default=64)
+    p_folder.add_argument("--per-class", type=_at_least(1), default=20)
+    p_folder.add_argument("--seed", type=_at_least(0), default=0)
+    p_folder.add_argument("--size", type=_at_least(16), default=64)
     p_folder.add_argument("--ext", default="jpg", choices=["jpg", "png"])
     args = parser.parse_args(argv)
+    from fewshot.errors import FewshotError
+
+    try:
+        _run(parser, args)
+    except FewshotError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+
+
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is less than {low}")
+        return value
+
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.command == "train":
-        out = train(args.out, steps=args.steps, seed=args.seed)
+        from fewshot.encoders.clip import micro_clip_files
+
+        if args.overwrite_shipped and args.out is not None:
+            parser.error("give --out or --overwrite-shipped, not both")
+        out = micro_clip_files()[1] if args.overwrite_shipped else args.out or DEFAULT_OUT
+        out = train(out, steps=args.steps, seed=args.seed)
         from fewshot.encoders.clip import ClipEncoder
 
         accuracy, n = zero_shot_accuracy(ClipEncoder("micro-clip", pretrained=str(out), device="cpu"))
