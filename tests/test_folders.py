@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from fewshot.data.embeddings import load_embeddings, save_embeddings
-from fewshot.data.folders import SkippedFilesWarning, load_image_folder, scan_image_folder, split_classes
+from fewshot.data.folders import load_image_folder, scan_image_folder, skipped_list_path, split_classes
 from fewshot.data.loading import load_dataset
 from fewshot.data.transforms import image_transform
 from fewshot.errors import DataError
@@ -53,11 +51,13 @@ def test_scan_finds_nested_classes_and_reports_non_images(folder):
     assert reasons["empty"] == "folder holds no image"
 
 
-def test_load_all_skips_and_reports_bad_files(folder):
-    with pytest.warns(SkippedFilesWarning, match=r"skipped 4 file\(s\).*broken.png") as record:
+def test_load_all_skips_and_reports_bad_files(folder, caplog):
+    with caplog.at_level("WARNING", logger="fewshot.data"):
         data = load_image_folder(folder, "all", image_size=16, workers=0)
-    message = str(record[0].message)
-    assert "notes.txt" in message and "stray.png" in message
+    [record] = [r for r in caplog.records if r.name == "fewshot.data"]
+    message = record.getMessage()
+    assert message.startswith("skipped 4 file(s) or folder(s)") and "broken.png" in message
+    assert "notes.txt" in message and "stray.png" in message and "listed in" not in message
     assert data.class_names == ["birds", "birds/crow", "birds/owl", "cat", "dog", "fish"]
     assert data.data.shape == (17, 3, 16, 16) and data.info["skipped"] == 4
     fish = data.data[data.labels == data.class_names.index("fish")]
@@ -68,11 +68,28 @@ def test_load_all_skips_and_reports_bad_files(folder):
     assert sorted(round(float(x.mean()) * 255) for x in cat) == [0, 1, 2]
 
 
+def test_many_skipped_files_are_one_clean_line_and_a_full_list(tmp_path, caplog):
+    root = tmp_path / "many"
+    for i in range(3):
+        _image(root / "cls" / f"{i}.png", 10 * i)
+    for i in range(11):
+        (root / "cls" / f"junk{i:02d}.png").write_bytes(b"not an image")
+    with caplog.at_level("WARNING", logger="fewshot.data"):
+        data = load_image_folder(root, "all", image_size=8, workers=0)
+    assert data.info["skipped"] == 11
+    [record] = [r for r in caplog.records if r.name == "fewshot.data"]
+    message = record.getMessage()
+    listing = skipped_list_path(root)
+    assert "\n" not in message and "warnings.warn" not in message
+    assert message.count("junk") == 5 and f"all 11 are listed in {listing}" in message
+    listed = listing.read_text().splitlines()
+    assert len(listed) == 11 and all("junk" in line and "not an image" in line for line in listed)
+    listing.unlink()
+
+
 def test_worker_processes_give_the_same_result(folder):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SkippedFilesWarning)
-        a = load_image_folder(folder, "all", image_size=8, workers=0)
-        b = load_image_folder(folder, "all", image_size=8, workers=2, batch_size=4)
+    a = load_image_folder(folder, "all", image_size=8, workers=0)
+    b = load_image_folder(folder, "all", image_size=8, workers=2, batch_size=4)
     assert torch.equal(a.data, b.data) and torch.equal(a.labels, b.labels)
 
 
@@ -94,18 +111,16 @@ def test_bad_split_says_how_to_fix(split):
 
 
 def test_subsets_of_a_folder_are_class_disjoint(folder):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SkippedFilesWarning)
-        parts = {
-            s: load_image_folder(folder, s, "0.5,0.2,0.3", seed=1, image_size=8, workers=0)
-            for s in ("train", "val", "test")
-        }
+    parts = {
+        s: load_image_folder(folder, s, "0.5,0.2,0.3", seed=1, image_size=8, workers=0)
+        for s in ("train", "val", "test")
+    }
     names = [set(p.class_names) for p in parts.values()]
     assert sum(len(n) for n in names) == 6 and len(set.union(*names)) == 6
     assert parts["val"].info["split"] == "0.5,0.2,0.3"
 
 
-def test_folder_errors(tmp_path):
+def test_folder_errors(tmp_path, caplog):
     with pytest.raises(DataError, match="not a folder"):
         scan_image_folder(tmp_path / "missing")
     (tmp_path / "empty" / "cls").mkdir(parents=True)
@@ -113,11 +128,9 @@ def test_folder_errors(tmp_path):
         scan_image_folder(tmp_path / "empty")
     (tmp_path / "bad" / "cls").mkdir(parents=True)
     (tmp_path / "bad" / "cls" / "a.jpg").write_bytes(b"")
-    with (
-        pytest.warns(SkippedFilesWarning, match="class has no readable image"),
-        pytest.raises(DataError, match="no readable image"),
-    ):
+    with pytest.raises(DataError, match="no readable image"):
         load_image_folder(tmp_path / "bad", "all", workers=0)
+    assert "class has no readable image" in caplog.text
     with pytest.raises(DataError, match="choose one of train, val, test, all"):
         load_image_folder(tmp_path / "bad", "everything")
 
@@ -184,8 +197,7 @@ def test_load_dataset_dispatch(tmp_path, folder):
     test = load_dataset(str(path), "test", "0.6,0.2,0.2", seed=0)
     assert train.n_classes == 6 and test.n_classes == 2 and not set(train.class_names) & set(test.class_names)
     assert torch.equal(train.labels.unique(), torch.arange(6))
-    with pytest.warns(SkippedFilesWarning):
-        gray = load_dataset(str(folder), "all", transform=image_transform(5, channels=1, invert=True))
+    gray = load_dataset(str(folder), "all", transform=image_transform(5, channels=1, invert=True))
     assert gray.data.shape[1:] == (1, 5, 5)
     with pytest.raises(DataError, match="neither 'omniglot' nor"):
         load_dataset(str(tmp_path / "nope"))

@@ -15,14 +15,19 @@ in class folders are skipped and reported.
 Splits. Classes (never items) are split into ``train``/``val``/``test`` by ratios such as
 ``"0.6,0.2,0.2"``, shuffled with a seed, so the same seed and ratios give the same split on
 every machine. ``subset="all"`` keeps every class. Unreadable images (corrupt, truncated,
-empty, not an image) are skipped and reported in one `SkippedFilesWarning`; a class left
-without a readable image is dropped and reported the same way.
+empty, not an image) are skipped; a class left without a readable image is dropped. Both are
+reported in one line on the ``fewshot.data`` logger (level WARNING, shown on stderr unless
+logging is configured otherwise) naming the first few; when there are more, the full list
+(one ``path: reason`` per line) is written to ``fewshot-skipped-<digest of the root>.txt`` in
+the temporary folder and the line says where.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
-import warnings
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +43,7 @@ DEFAULT_SPLIT = "0.6,0.2,0.2"
 DEFAULT_IMAGE_SIZE = 84
 
 
-class SkippedFilesWarning(UserWarning):
-    """Some files of an image folder were skipped; the message lists them and why."""
+log = logging.getLogger("fewshot.data")
 
 
 @dataclass
@@ -137,10 +141,27 @@ def split_classes(names: list[str], split: str | None, seed: int = 0) -> dict[st
     }
 
 
-def _summary(skipped: list[tuple[Path, str]], root: Path, shown: int = 5) -> str:
-    lines = [f"{path}: {reason}" for path, reason in skipped[:shown]]
-    more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
-    return f"skipped {len(skipped)} file(s) or folder(s) in {root}: " + "; ".join(lines) + more
+def skipped_list_path(root: Path) -> Path:
+    """Where the full list of files skipped in `root` is written."""
+    digest = hashlib.sha256(os.fsencode(root.absolute())).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"fewshot-skipped-{digest}.txt"
+
+
+def report_skipped(skipped: list[tuple[Path, str]], root: Path, shown: int = 5) -> str:
+    """Log one line naming the first `shown` skipped files; the full list goes to a file."""
+    lines = [f"{path}: {reason}" for path, reason in skipped]
+    message = f"skipped {len(skipped)} file(s) or folder(s) in {root}: " + "; ".join(lines[:shown])
+    if len(skipped) > shown:
+        from fewshot.checkpoints import atomic_write_bytes
+
+        listing = skipped_list_path(root)
+        try:
+            atomic_write_bytes(listing, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+            message += f" (the first {shown}; all {len(skipped)} are listed in {listing})"
+        except OSError:
+            message += f" (the first {shown} of {len(skipped)})"
+    log.warning("%s", message)
+    return message
 
 
 def load_image_folder(
@@ -201,7 +222,7 @@ def load_image_folder(
     empty = [chosen[i] for i in range(len(chosen)) if i not in set(present)]
     skipped += [(scan.root / name, "class has no readable image") for name in empty]
     if skipped:
-        warnings.warn(_summary(skipped, scan.root), SkippedFilesWarning, stacklevel=2)
+        report_skipped(skipped, scan.root)
     if not images:
         raise DataError(f"no readable image in the {subset} classes of {scan.root}")
     shapes = {tuple(x.shape[1:]) for x in images}
