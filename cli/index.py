@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from fewshot_cli.common import AsJson, BatchSize, Command, Device, Progress, Workers
+from fewshot_cli.index_checks import check_pretrained, check_rebuildable, check_trainable, check_writable
 
 index_app = typer.Typer(
     help="Embedding search over image folders (FAISS): build, add, search, info.",
@@ -67,28 +68,6 @@ def _report_failures(failures: list[tuple[str, str]]) -> None:
         typer.echo(f"skipped {path}: {reason}", err=True)
 
 
-def _check_writable(directory: Path, option: str) -> None:
-    """Refuse, in one line and before any work, an output folder that cannot be written: the
-    folder itself (or the nearest folder above that exists) and the folder holding its lock."""
-    import tempfile
-
-    from fewshot.errors import FewshotError
-
-    directory = directory.expanduser().absolute()
-    if directory.exists() and not directory.is_dir():
-        raise FewshotError(f"{option} {directory} exists and is not a directory")
-    for target in (directory, directory.parent):
-        existing = next(p for p in (target, *target.parents) if p.exists())
-        if not existing.is_dir():
-            raise FewshotError(f"{option} {directory}: {existing} is not a directory")
-        try:
-            tempfile.TemporaryFile(dir=existing).close()
-        except OSError as err:
-            raise FewshotError(
-                f"{option} {directory} cannot be written ({existing}: {err.strerror or err})"
-            ) from None
-
-
 def _find_images(images: list[Path]) -> list[Path]:
     """The image files under IMAGES; folders that cannot be listed and dangling links are named."""
     from fewshot.data.images import scan_images
@@ -96,29 +75,6 @@ def _find_images(images: list[Path]) -> list[Path]:
     scan = scan_images(images)
     _report_failures([(str(path), reason) for path, reason in scan.problems])
     return scan.paths
-
-
-def _check_pretrained(encoder: str, model: str | None, pretrained: str | None) -> None:
-    """A local CLIP weights file is reloaded on every add and search: it must be safetensors."""
-    if encoder != "clip":
-        return
-    from fewshot.encoders.clip import DEFAULT_MODEL
-    from fewshot.index.recorded import check_safetensors, local_weights
-
-    path = local_weights(model or DEFAULT_MODEL, pretrained or "default")
-    if path is not None:
-        check_safetensors(path, "--pretrained")
-
-
-def _check_trainable(index, count: int) -> None:
-    from fewshot.errors import FewshotError
-
-    needed = index.min_training_vectors()
-    if count < needed:
-        raise FewshotError(
-            f"--factory {index.factory!r} needs at least {needed} vectors to train but IMAGES holds "
-            f"{count} file(s); use Flat, or fewer IVF lists (FAISS advises 40 images per list)"
-        )
 
 
 def _echo_result(as_json: bool, summary: dict, text: str) -> None:
@@ -170,11 +126,11 @@ def build_command(
     from fewshot.index.storage import is_index_dir
     from fewshot.locking import exclusive_lock
 
-    _check_writable(out, "--out")
+    check_writable(out, "--out")
     if is_index_dir(out) and not overwrite:
         raise FewshotError(f"{out} already holds an index; use `fewshot index add` or --overwrite")
     paths = _find_images(images)
-    _check_pretrained(encoder, model, pretrained)
+    check_pretrained(encoder, model, pretrained)
     model_encoder = _make_encoder(encoder, model, pretrained, device)
     index = EmbeddingIndex(
         model_encoder.embed_dim,
@@ -184,8 +140,9 @@ def build_command(
         encoder_name=encoder,
         device=_index_device(device),
     )
-    _check_trainable(index, len(paths))
-    with exclusive_lock(out, "this index"):
+    check_trainable(index, len(paths))
+    check_rebuildable(index)
+    with exclusive_lock(out.expanduser().resolve(), "this index"):
         if is_index_dir(out) and not overwrite:  # another build finished meanwhile
             raise FewshotError(f"{out} already holds an index; use `fewshot index add` or --overwrite")
         report = index.add_images(paths, batch_size=batch_size, workers=workers, progress=progress)
@@ -231,9 +188,9 @@ def add_command(
     from fewshot.locking import exclusive_lock
 
     read_sidecar(directory)  # an index is there (checked fully when loaded under the lock)
-    _check_writable(directory, "DIRECTORY")
+    check_writable(directory, "DIRECTORY")
     paths = _find_images(images)
-    with exclusive_lock(directory, "this index"):
+    with exclusive_lock(directory.expanduser().resolve(), "this index"):
         index = EmbeddingIndex.load(directory, device=_index_device(device))
         _attach_recorded_encoder(index, device)
         report = index.add_images(paths, batch_size=batch_size, workers=workers, progress=progress)

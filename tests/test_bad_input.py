@@ -138,6 +138,7 @@ INDEX_CASES: list[tuple] = [
         2,
         "is not a .safetensors file",
     ),
+    ("index-build-random-weights", INDEX_BUILD, 2, "--pretrained none has random initial weights"),
     ("index-build-bad-metric", [*INDEX_BUILD, "--metric", "cosinus"], 2, "unknown metric 'cosinus'"),
     ("index-build-bad-factory", [*INDEX_BUILD, "--factory", "Nope12"], 2, "cannot build index 'Nope12'"),
     ("index-build-too-few-to-train", [*INDEX_BUILD, "--factory", "IVF64,Flat"], 2, "at least 64 vectors"),

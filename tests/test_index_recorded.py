@@ -181,3 +181,31 @@ def test_index_without_a_recorded_encoder_says_how_to_attach_one(tmp_path):
     EmbeddingIndex(4).add(np.eye(4)).save(tmp_path / "raw")
     with pytest.raises(FewshotError, match=r"attach_encoder\(encoder\)"):
         EmbeddingIndex.load(tmp_path / "raw").search_text("red")
+
+
+def test_weights_no_file_records_are_not_silently_replaced(clip_index, tmp_path):
+    """A trained (here: randomly initialised) Conv-4 attached by hand cannot be rebuilt from the
+    record: searching refuses instead of embedding the query with other weights."""
+    import torch
+
+    from fewshot.encoders import create_encoder
+
+    torch.manual_seed(0)
+    conv4 = create_encoder("conv4", in_channels=3, hidden=8, image_size=28)
+    index = EmbeddingIndex(conv4.embed_dim, encoder=conv4, encoder_name="conv4")
+    index.add_images(sorted(clip_index[0].rglob("*.jpg"))[:6], workers=0)
+    index.save(tmp_path / "conv")
+    query = sorted(clip_index[0].rglob("*.jpg"))[0]
+    with pytest.raises(CheckpointError, match="other weights than the one that built the index"):
+        EmbeddingIndex.load(tmp_path / "conv").search_images(query)
+    hit = EmbeddingIndex.load(tmp_path / "conv", encoder=conv4).search_images(query, k=1)[0][0]
+    assert hit.id == image_id(query)
+
+
+def test_build_refuses_random_weights_up_front(clip_index, tmp_path):
+    argv = ["index", "build", clip_index[0], "--out", tmp_path / "r", "--model", "micro-clip"]
+    result = invoke(*argv, "--pretrained", "none", *FAST)
+    assert result.exit_code == 2 and "--pretrained none has random initial weights" in result.output
+    result = invoke(*argv[:5], "--encoder", "conv4", *FAST)
+    assert result.exit_code == 2 and "--encoder conv4 has random initial weights" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -121,3 +121,13 @@ def test_save_leaves_only_the_committed_pair(tmp_path):
         index.save(tmp_path / "ix")
     sidecar = storage.read_sidecar(tmp_path / "ix")
     assert sorted(snapshot(tmp_path / "ix")) == sorted([sidecar["faiss_file"], "index.json"])
+
+
+def test_out_may_be_the_working_folder(tmp_path, colour, monkeypatch):
+    photos = make_folder(tmp_path / "photos")
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    result = invoke("index", "build", photos, "--out", ".", "--encoder", colour, *FAST)
+    assert result.exit_code == 0, result.output
+    assert invoke("index", "add", ".", photos, *FAST).exit_code == 0
+    assert (tmp_path / "here.lock").exists() and len(EmbeddingIndex.load(".")) == 12

@@ -511,14 +511,16 @@ class EmbeddingIndex:
 
     def _recorded_encoder(self, name: str | None, kwargs: dict[str, Any]) -> tuple[Encoder, str]:
         from fewshot.encoders import create_encoder
-        from fewshot.index.recorded import verify_record
+        from fewshot.index.recorded import check_rebuilt, verify_record
 
         name = name or self.encoder_name
         if name is None:
             raise EmbeddingIndexError("this index records no encoder; pass one to attach_encoder()")
         record = {"config": {}, **(self._encoder_record or {}), "name": name}
         verify_record(record, self._source or "the index")
-        return create_encoder(name, **{**record["config"], **kwargs}), name
+        encoder = create_encoder(name, **{**record["config"], **kwargs})
+        check_rebuilt(record, encoder, self._source or "the index")
+        return encoder, name
 
     _encoder_record: dict[str, Any] | None = None  # the sidecar's record, on a loaded index
     _source: str | None = None  # the directory a loaded index came from (for messages)

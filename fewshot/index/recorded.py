@@ -10,7 +10,11 @@ so the record is checked before anything is built from it:
   file to ``torch.load``, an unpickler, and fewshot never unpickles a file a sidecar names;
 - the record carries the size and SHA-256 of that weights file (``weights``), and a file that
   differs (another file named, or the file replaced since) is refused: its vectors would not
-  match the index's.
+  match the index's;
+- an encoder whose weights no file records (random initial weights, ``--pretrained none``, or
+  a trained non-CLIP encoder attached by hand) gets a SHA-256 of its parameters
+  (``state_sha256``); a rebuilt encoder with other parameters is refused, since the record
+  cannot bring those weights back. (Weights named by an open_clip tag are fixed by the tag.)
 """
 
 from __future__ import annotations
@@ -110,6 +114,8 @@ def check_record_shape(record: Any) -> bool:
     scalars = (str, int, float, bool, type(None))
     if not isinstance(config, dict) or not all(isinstance(v, scalars) for v in config.values()):
         return False
+    if not isinstance(record.get("state_sha256", ""), str):
+        return False
     return weights is None or (
         isinstance(weights, dict)
         and isinstance(weights.get("bytes"), int)
@@ -165,7 +171,43 @@ def encoder_record(index: Any) -> dict[str, Any] | None:
     weights = weights_record(index.encoder_name, config)
     if weights is not None:
         record["weights"] = weights
+    elif not _named_by_tag(index.encoder_name, encoder):
+        digest = state_digest(encoder)
+        if digest is not None:
+            record["state_sha256"] = digest
     return record
+
+
+def _named_by_tag(name: str, encoder: Any) -> bool:
+    return name == "clip" and getattr(encoder, "pretrained", None) is not None
+
+
+def state_digest(encoder: Any) -> str | None:
+    """SHA-256 over an encoder's parameters and buffers (names, dtypes, shapes, bytes); None
+    when it has none (its output cannot depend on weights)."""
+    import torch
+
+    state = encoder.state_dict() if hasattr(encoder, "state_dict") else {}
+    if not state:
+        return None
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_rebuilt(record: dict[str, Any], encoder: Any, where: str | os.PathLike[str]) -> None:
+    """Refuse a rebuilt encoder whose parameters differ from those recorded (`state_sha256`)."""
+    expected = record.get("state_sha256")
+    if expected is not None and state_digest(encoder) != expected:
+        raise CheckpointError(
+            f"{where}: the {record['name']} encoder rebuilt from the index's record has other weights "
+            "than the one that built the index (random initial weights, or trained weights no file "
+            "records); its vectors would not match. Pass that encoder (EmbeddingIndex.load(..., "
+            "encoder=...)), or build the index with pretrained weights"
+        )
 
 
 def _parameters(factory: Any) -> frozenset[str]:

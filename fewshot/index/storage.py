@@ -71,7 +71,7 @@ def save_index(index: EmbeddingIndex, directory: str | os.PathLike[str], *, lock
         raise CheckpointError(f"{directory} exists and is not a directory")
     if not lock:
         return _save(index, directory)
-    with exclusive_lock(directory, "this index"):
+    with exclusive_lock(directory.expanduser().resolve(), "this index"):
         return _save(index, directory)
 
 
