@@ -213,7 +213,7 @@ def _fit_frozen(source, items, strategy, val_fraction, seed, device, out, extra)
     with exclusive_lock(out, "this model"):
         RunFiles(out).clear()  # a fine-tuning run's state there would otherwise resume later
         save_checkpoint(out, model, meta)
-    return {"best_val_accuracy": val_acc, "val_items": len(val_items)}
+    return {"best_val_accuracy": val_acc, "best_epoch": None, "epochs_done": 0, "val_items": len(val_items)}
 
 
 def register(app: typer.Typer) -> None:

@@ -157,7 +157,51 @@ INDEX_CASES: list[tuple] = [
     ("index-search-not-an-index", ["index", "search", "{ws}/imgs", "--text", "red"], 2, "no saved index"),
     ("index-info-no-index", ["index", "info", "{ws}/ix", "--json"], 2, "no index directory"),
 ]
-TRAIN_CASES: list[tuple] = []
+FT = ["finetune", "{ws}/imgs", "--encoder", "conv4", "--image-size", "16"]
+TRAIN_CASES: list[tuple] = [
+    ("train-steps-0", ["train", "--steps", "0"], 2, "--steps"),
+    ("train-lr-negative", ["train", "--lr", "-1"], 2, "--lr"),
+    ("train-lr-0", ["train", "--lr", "0"], 2, "--lr"),
+    ("train-lr-nan", ["train", "--lr", "nan"], 2, "--lr"),
+    ("train-lr-step-negative", ["train", "--lr-step", "-1"], 2, "--lr-step"),
+    ("train-val-every-0", ["train", "--val-every", "0"], 2, "--val-every"),
+    ("train-val-episodes-0", ["train", "--val-episodes", "0"], 2, "--val-episodes"),
+    ("train-meta-batch-0", ["train", "--meta-batch", "0"], 2, "--meta-batch"),
+    ("train-patience-negative", ["train", "--patience", "-1"], 2, "--patience"),
+    ("train-seed-negative", ["train", "--seed", "-1"], 2, "--seed"),
+    ("train-queries-0", ["train", "--queries", "0"], 2, "--queries"),
+    ("train-shots-0", ["train", "--shots", "0"], 2, "--shots"),
+    ("train-ways-1", ["train", "--ways", "1"], 2, "--ways"),
+    ("train-inner-lr-0", ["train", "--method", "maml", "--inner-lr", "0"], 2, "--inner-lr"),
+    ("train-inner-steps-0", ["train", "--method", "maml", "--inner-steps", "0"], 2, "--inner-steps"),
+    ("train-test-inner-steps-0", ["train", "--method", "maml", "--test-inner-steps", "0"], 2, "--test-inner"),
+    ("train-out-folder", ["train", "--out", "{ws}"], 2, "is a folder"),
+    ("train-out-proc-version", ["train", "--out", "/proc/version"], 2, "--out"),
+    ("train-out-in-proc", ["train", "--out", "/proc/m.safetensors"], 2, "not writable"),
+    ("train-out-under-a-file", ["train", "--out", "{ws}/a-file.txt/m.safetensors"], 2, "not a folder"),
+    ("train-out-not-safetensors", ["train", "--out", "{ws}/m.pt"], 2, ".safetensors"),
+    ("finetune-epochs-0", [*FT, "--epochs", "0"], 2, "--epochs"),
+    ("finetune-batch-size-0", [*FT, "--batch-size", "0"], 2, "--batch-size"),
+    ("finetune-lr-0", [*FT, "--lr", "0"], 2, "--lr"),
+    ("finetune-head-lr-negative", [*FT, "--head-lr", "-1"], 2, "--head-lr"),
+    ("finetune-lr-decay-0", [*FT, "--lr-decay", "0"], 2, "--lr-decay"),
+    ("finetune-weight-decay-negative", [*FT, "--weight-decay", "-1"], 2, "--weight-decay"),
+    ("finetune-val-fraction-1", [*FT, "--val-fraction", "1"], 2, "--val-fraction"),
+    ("finetune-val-fraction-0", [*FT, "--val-fraction", "0"], 2, "--val-fraction"),
+    ("finetune-patience-negative", [*FT, "--patience", "-1"], 2, "--patience"),
+    ("finetune-freeze-negative", [*FT, "--freeze", "-1"], 2, "--freeze"),
+    ("finetune-unfreeze-every-0", [*FT, "--unfreeze-every", "0"], 2, "--unfreeze-every"),
+    ("finetune-seed-negative", [*FT, "--seed", "-1"], 2, "--seed"),
+    (
+        "finetune-image-size-8",
+        ["finetune", "{ws}/imgs", "--encoder", "conv4", "--image-size", "8"],
+        2,
+        "--image-size",
+    ),
+    ("finetune-out-folder", [*FT, "--out", "{ws}"], 2, "is a folder"),
+    ("finetune-out-proc-version", [*FT, "--out", "/proc/version"], 2, "--out"),
+    ("finetune-out-in-proc", [*FT, "--out", "/proc/m.safetensors"], 2, "not writable"),
+]
 EVAL_CASES: list[tuple] = []
 
 CASES = COMMON_CASES + LABEL_CASES + INDEX_CASES + TRAIN_CASES + EVAL_CASES

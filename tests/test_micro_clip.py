@@ -83,3 +83,53 @@ def test_training_script_regenerates_weights(tmp_path):
     out = train(tmp_path / "w.safetensors", steps=20, pool_per_class=10, log_every=10)
     encoder = ClipEncoder("micro-clip", pretrained=str(out), device="cpu")
     assert torch.isfinite(encoder.encode_text(["a red circle"])).all()
+
+
+def test_trainer_writes_beside_the_user_by_default_never_the_shipped_file(monkeypatch, tmp_path):
+    import fewshot.encoders.clip as clip
+    import fewshot.zeroshot.micro_clip as micro
+
+    written = []
+    monkeypatch.setattr(micro, "train", lambda out, **kw: written.append(out) or out)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(micro, "zero_shot_accuracy", lambda *a, **k: (1.0, 24))
+    monkeypatch.setattr(clip, "ClipEncoder", lambda *a, **k: None)
+    micro.main(["train"])
+    micro.main(["train", "--out", str(tmp_path / "w.safetensors")])
+    micro.main(["train", "--overwrite-shipped"])
+    shipped = clip.micro_clip_files()[1]
+    assert written == [micro.DEFAULT_OUT, tmp_path / "w.safetensors", shipped]
+    assert str(micro.DEFAULT_OUT) == "micro-clip.safetensors"  # in the working folder
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["train", "--steps", "1"], "--steps"),
+        (["train", "--steps", "x"], "--steps"),
+        (["train", "--seed", "-1"], "--seed"),
+        (["train", "--out", "/proc/version"], "--out"),
+        (["train", "--out", "."], "folder"),
+        (["train", "--out", "a.safetensors", "--overwrite-shipped"], "not both"),
+        (["make-folder", "d", "--per-class", "0"], "--per-class"),
+        (["make-folder", "d", "--size", "3"], "--size"),
+    ],
+)
+def test_trainer_options_are_checked_in_one_line(argv, fragment, capsys, tmp_path, monkeypatch):
+    from fewshot.zeroshot.micro_clip import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_short_training_run_works(tmp_path):
+    """--steps 10 used to divide by zero in the one-cycle schedule."""
+    from fewshot.zeroshot.micro_clip import train
+
+    out = train(tmp_path / "w.safetensors", steps=10, groups=1, pool_per_class=1, log_every=5)
+    assert out.stat().st_size > 0

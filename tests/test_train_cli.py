@@ -71,7 +71,8 @@ def test_train_json_is_one_valid_object_with_null_for_no_validation(tmp_path, fa
 
 
 @pytest.mark.parametrize("bad", ["folder", "/proc/version", "under-a-file", "model.pt"])
-def test_unusable_out_is_refused_before_loading_data(tmp_path, fake_data, bad):
+def test_unusable_out_is_refused_before_loading_data(tmp_path, fake_data, bad, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # whatever happens, nothing lands in the checkout
     (tmp_path / "f").write_text("x")
     out = {"folder": tmp_path, "under-a-file": tmp_path / "f" / "m.safetensors"}.get(bad, bad)
     result = train_cli(out)
