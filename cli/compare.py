@@ -41,10 +41,13 @@ def compare_command(
     queries: Annotated[
         int | None,
         typer.Option(
-            "--queries", "-q", help="Queries per class (default: up to 15, as many as every class allows)."
+            "--queries",
+            "-q",
+            min=1,
+            help="Queries per class (default: up to 15, as many as every class allows).",
         ),
     ] = None,
-    episodes: Annotated[int, typer.Option("--episodes", help="Episodes per number of shots.")] = 200,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes per number of shots.")] = 200,
     encoder: Annotated[
         str | None,
         typer.Option(
@@ -79,9 +82,12 @@ def compare_command(
     progress: Progress = None,
 ) -> None:
     """Compare few-shot methods on the same episodes at several shots: table (+ PNG plot with 95% CIs)."""
+    from fewshot_cli.evaluate import is_embedding_file
+
     from fewshot.device import resolve_device
     from fewshot.errors import FewshotError
     from fewshot.learners import LEARNERS
+    from fewshot.seeding import seeded
     from fewshot.transfer.compare import (
         compare_methods,
         default_queries,
@@ -90,7 +96,7 @@ def compare_command(
         plot_rows,
         temporary_folder,
     )
-    from fewshot.transfer.sources import load_for_encoder, resolve_encoder
+    from fewshot.transfer.sources import embedding_source, load_for_encoder, resolve_encoder
 
     shot_list = _int_list(shots, "--shots")
     if plot is not None and plot.suffix.lower() != ".png":
@@ -100,21 +106,25 @@ def compare_command(
             import matplotlib  # noqa: F401
         except ImportError:
             raise FewshotError("--plot needs matplotlib: pip install 'fewshot[plot]'") from None
+    if save_episodes is not None and save_episodes.exists() and not save_episodes.is_dir():
+        raise FewshotError(f"--save-episodes {save_episodes} is a file: give a folder for the episode files")
+    if methods is not None:  # before any loading
+        check_methods([m.strip() for m in methods.split(",") if m.strip()])
     torch_device = resolve_device(device)
-    source = resolve_encoder(encoder, torch_device, clip_model, pretrained)
+    if subset is None:
+        subset = "test" if dataset == "omniglot" else "all"
+    if encoder in (None, "identity") and is_embedding_file(dataset):
+        source, data = embedding_source(dataset, subset, split, seed)
+    else:
+        source = resolve_encoder(encoder, torch_device, clip_model, pretrained, seed=seed)
+        data = load_for_encoder(source, dataset, subset, split, data_dir, seed)
     has_text = hasattr(source.encoder, "encode_text")
     names = [
         m.strip()
         for m in (methods or (CLIP_METHODS if has_text else FEW_SHOT_METHODS)).split(",")
         if m.strip()
     ]
-    for name in names:
-        LEARNERS.get(name)  # unknown names fail here, with the list of choices
-        if name == "classifier":
-            raise FewshotError("'classifier' is a fixed-class model, not a few-shot method")
-    if subset is None:
-        subset = "test" if dataset == "omniglot" else "all"
-    data = load_for_encoder(source, dataset, subset, split, data_dir, seed)
+    check_methods(names)
     if queries is None:
         queries = default_queries(data.labels, shot_list)
     learners = {}
@@ -122,7 +132,8 @@ def compare_command(
         if source.learner is not None and name == source.meta.get("learner"):
             learners[name] = source.learner
         else:
-            learners[name] = LEARNERS.get(name)(source.encoder)
+            with seeded(seed):
+                learners[name] = LEARNERS.get(name)(source.encoder)
     with temporary_folder() as scratch:
         folder = Path(save_episodes) if save_episodes else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -133,7 +144,10 @@ def compare_command(
     if plot is not None:
         plot_rows(rows, plot, title)
     if as_json:
-        typer.echo(json.dumps([r.as_dict() for r in rows]))
+        from fewshot_cli.evaluate import finite
+
+        rows_json = [{k: finite(v) for k, v in r.as_dict().items()} for r in rows]
+        typer.echo(json.dumps(rows_json, allow_nan=False))
         return
     typer.echo(f"{title}, {rows[0].n_episodes} episodes per column (accuracy % +- 95% CI)")
     typer.echo(format_table(rows))
@@ -141,6 +155,26 @@ def compare_command(
         typer.echo(f"episode files: {save_episodes}")
     if plot is not None:
         typer.echo(f"plot: {plot}")
+
+
+def check_methods(names: list[str]) -> None:
+    """Known methods that run on a frozen encoder (compare embeds the data once per encoder)."""
+    from fewshot.errors import FewshotError
+    from fewshot.learners import LEARNERS
+
+    runs = [n for n in LEARNERS.names() if _frozen(LEARNERS.get(n))]
+    for name in names:
+        cls = LEARNERS.get(name)  # unknown names fail here, with the list of choices
+        if not _frozen(cls):
+            kind = "is a fixed-class model" if getattr(cls, "fixed_classes", False) else "adapts its encoder"
+            raise FewshotError(
+                f"--methods {name}: {name} {kind}, and compare runs frozen-encoder methods only "
+                f"({', '.join(runs)}); evaluate it with `fewshot eval --method {name}`"
+            )
+
+
+def _frozen(cls) -> bool:
+    return bool(getattr(cls, "frozen_encoder", False)) and not getattr(cls, "fixed_classes", False)
 
 
 def register(app: typer.Typer) -> None:

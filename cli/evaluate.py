@@ -14,25 +14,36 @@ from fewshot_cli.common import (
     DataDir,
     Dataset,
     Device,
-    Episodes,
     ImageSize,
     Precision,
     Progress,
-    Queries,
     Seed,
-    Shots,
     Split,
-    Ways,
 )
 
 SIZED_ENCODERS = ("conv4", "resnet12", "identity")  # built to the data's shape
+DEFAULTS = {"ways": 5, "shots": 1, "queries": 15, "episodes": 1000}
+# Default None (filled in from DEFAULTS): an episode file imposes its own settings, and only
+# an option given on the command line can contradict it.
+FileWays = Annotated[
+    int | None, typer.Option("--ways", "-n", min=2, help="Classes per episode (N) [default: 5].")
+]
+FileShots = Annotated[
+    int | None, typer.Option("--shots", "-k", min=1, help="Support images per class (K) [default: 1].")
+]
+FileQueries = Annotated[
+    int | None, typer.Option("--queries", "-q", min=1, help="Query images per class [default: 15].")
+]
+FileEpisodes = Annotated[
+    int | None, typer.Option("--episodes", min=1, help="Number of episodes [default: 1000].")
+]
 
 
 def eval_command(
-    ways: Ways = 5,
-    shots: Shots = 1,
-    queries: Queries = 15,
-    episodes: Episodes = 1000,
+    ways: FileWays = None,
+    shots: FileShots = None,
+    queries: FileQueries = None,
+    episodes: FileEpisodes = None,
     method: Annotated[
         str | None,
         typer.Option(
@@ -89,13 +100,15 @@ def eval_command(
     from fewshot_cli.models import dataset_transform, load_data, resolve_learner
 
     from fewshot.device import resolve_device
+    from fewshot.errors import FewshotError
     from fewshot.evaluation import evaluate
 
+    task = episode_settings(episode_file, ways=ways, shots=shots, queries=queries, episodes=episodes)
+    if encoder is None and checkpoint is None and is_embedding_file(dataset):
+        encoder = "identity"  # an embedding file holds features: nothing to embed
     torch_device = resolve_device(device)
     options = {"model": model, "pretrained": pretrained, "precision": precision}
     if encoder == "clip" and checkpoint is None and dataset == "omniglot":
-        from fewshot.errors import FewshotError
-
         raise FewshotError("--encoder clip needs an image-folder --dataset (a path), not omniglot")
     if checkpoint is None and encoder in SIZED_ENCODERS:
         from fewshot.learners import LEARNERS
@@ -104,10 +117,10 @@ def eval_command(
             LEARNERS.get(method)
         data = load_data(dataset, subset, split, data_dir, image_size, seed)
         learner, meta = resolve_learner(
-            method, None, encoder, options, metric, torch_device, tuple(data.data.shape)
+            method, None, encoder, options, metric, torch_device, tuple(data.data.shape), seed=seed
         )
     else:
-        learner, meta = resolve_learner(method, checkpoint, encoder, options, metric, torch_device)
+        learner, meta = resolve_learner(method, checkpoint, encoder, options, metric, torch_device, seed=seed)
         trained_on = meta.get("dataset") or {}
         if image_size is None:
             image_size = trained_on.get("image_size")
@@ -121,10 +134,7 @@ def eval_command(
     result = evaluate(
         learner,
         data,
-        ways=ways,
-        shots=shots,
-        queries=queries,
-        episodes=episodes,
+        **task,
         seed=seed,
         device=torch_device,
         episode_file=str(episode_file) if episode_file else None,
@@ -133,34 +143,29 @@ def eval_command(
         save_episodes=str(save_episodes) if save_episodes else None,
     )
     metric_used = getattr(learner, "metric", None)
+    source = model_source(meta, checkpoint)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "accuracy": result.mean,
-                    "ci95": result.ci95,
-                    "episodes": result.n_episodes,
-                    "ways": result.ways,
-                    "shots": result.shots,
-                    "queries": result.queries,
-                    "method": meta["learner"],
-                    "encoder": meta.get("encoder"),
-                    "metric": metric_used,
-                    "checkpoint": None if meta.get("untrained") else str(checkpoint or "shipped"),
-                    "dataset": dataset,
-                    "split": split,
-                    "subset": subset,
-                    "seed": None if episode_file else seed,
-                    "episode_file": str(episode_file) if episode_file else None,
-                    "seconds": result.seconds,
-                }
-            )
-        )
+        report = {
+            "accuracy": result.mean,
+            "ci95": result.ci95,
+            "episodes": result.n_episodes,
+            "ways": result.ways,
+            "shots": result.shots,
+            "queries": result.queries,
+            "method": meta["learner"],
+            "encoder": meta.get("encoder"),
+            "metric": metric_used,
+            "checkpoint": str(checkpoint or "shipped") if meta.get("from_checkpoint") else None,
+            "model": source,
+            "dataset": dataset,
+            "split": split,
+            "subset": subset,
+            "seed": None if episode_file else seed,
+            "episode_file": str(episode_file) if episode_file else None,
+            "seconds": result.seconds,
+        }
+        typer.echo(json_line(report))
         return
-    rate = result.n_episodes / result.seconds if result.seconds > 0 else float("inf")
-    source = (
-        "untrained" if meta.get("untrained") else (str(checkpoint) if checkpoint else "shipped checkpoint")
-    )
     rows = [
         ("method", f"{meta['learner']} ({meta.get('encoder')}{', ' + metric_used if metric_used else ''})"),
         ("model", source),
@@ -168,12 +173,66 @@ def eval_command(
         ("task", f"{result.ways}-way {result.shots}-shot, {result.queries} queries per class"),
         (
             "episodes",
-            f"{result.n_episodes}" + (f" from {episode_file}" if episode_file else f" (seed {seed})"),
+            f"{result.n_episodes}"
+            + (f" from {episode_file} (its settings)" if episode_file else f" (seed {seed})"),
         ),
         ("accuracy", f"{100 * result.mean:.2f}% +- {100 * result.ci95:.2f}% (95% CI)"),
-        ("time", f"{result.seconds:.2f} s ({rate:.0f} episodes/s)"),
+        ("time", f"{result.seconds:.2f} s ({episode_rate(result.n_episodes, result.seconds)} episodes/s)"),
     ]
     typer.echo("\n".join(f"{name:<9} {value}" for name, value in rows))
+
+
+def episode_settings(episode_file: Path | None, **given: int | None) -> dict[str, int]:
+    """ways/shots/queries/episodes: the defaults, or with an episode file its own settings, after
+    checking that no option given on the command line contradicts them (one line, exit 2)."""
+    if episode_file is None:
+        return {k: DEFAULTS[k] if v is None else v for k, v in given.items()}
+    from fewshot.errors import FewshotError
+    from fewshot.sampling import read_episode_settings
+
+    imposed = read_episode_settings(episode_file)
+    clash = [f"--{k} {v}" for k, v in given.items() if v is not None and v != imposed[k]]
+    if clash:
+        verb = "contradicts" if len(clash) == 1 else "contradict"
+        raise FewshotError(
+            f"{' and '.join(clash)} {verb} {episode_file}, which holds {imposed['episodes']} "
+            f"{imposed['ways']}-way {imposed['shots']}-shot episodes with {imposed['queries']} "
+            "queries per class: leave the option out or draw new episodes (without --episode-file)"
+        )
+    return {k: imposed[k] for k in given}
+
+
+def is_embedding_file(dataset: str) -> bool:
+    from fewshot.data.loading import EMBEDDING_SUFFIXES
+
+    return dataset != "omniglot" and Path(dataset).suffix.lower() in EMBEDDING_SUFFIXES
+
+
+def model_source(meta: dict, checkpoint: Path | None) -> str:
+    """The table's "model" line: which weights were evaluated."""
+    if meta.get("from_checkpoint"):
+        return str(checkpoint) if checkpoint else "shipped checkpoint"
+    return meta.get("weights") or "untrained"
+
+
+def episode_rate(n_episodes: int, seconds: float) -> str:
+    """Episodes per second, with two significant digits below 10 (a slow CLIP is not "0")."""
+    if seconds <= 0:
+        return "-"
+    rate = n_episodes / seconds
+    return f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}"
+
+
+def finite(value):
+    """A NaN or infinite float as None (null in JSON); anything else unchanged."""
+    import math
+
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def json_line(report: dict) -> str:
+    """Valid JSON always: a NaN or infinite number becomes null."""
+    return json.dumps({k: finite(v) for k, v in report.items()}, allow_nan=False)
 
 
 def register(app: typer.Typer) -> None:

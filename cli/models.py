@@ -15,6 +15,7 @@ def resolve_learner(
     metric: str | None,
     device,
     data_shape: tuple[int, ...] | None = None,
+    seed: int = 0,
 ):
     """Build the learner a command asked for. Returns ``(learner, metadata)``.
 
@@ -24,11 +25,16 @@ def resolve_learner(
       ``model``/``pretrained`` are passed through) inside ``method`` (default protonet),
       untrained. ``data_shape`` ``(n, C, H, W)`` sizes Conv-4 and ResNet-12.
     - neither: the shipped Omniglot checkpoint.
+
+    Weights that are not loaded (untrained encoders, heads) are drawn from ``seed``, so the same
+    command gives the same numbers. ``metadata["from_checkpoint"]`` says whether weights were
+    loaded from a checkpoint; ``metadata["weights"]`` describes them otherwise.
     """
     from fewshot.checkpoints import load_learner
     from fewshot.encoders import ENCODERS
     from fewshot.errors import CheckpointError, FewshotError
     from fewshot.learners import LEARNERS
+    from fewshot.seeding import seeded
 
     if method is not None:
         LEARNERS.get(method)  # unknown names fail here, before any loading
@@ -38,19 +44,30 @@ def resolve_learner(
         from fewshot_cli.common import clip_encoder
 
         opts = encoder_options
-        clip = clip_encoder(
-            opts.get("model") or "ViT-B-32",
-            opts.get("pretrained") or "default",
-            str(device),
-            opts.get("precision") or "auto",
-        )
+        with seeded(seed):  # --pretrained none: random weights
+            clip = clip_encoder(
+                opts.get("model") or "ViT-B-32",
+                opts.get("pretrained") or "default",
+                str(device),
+                opts.get("precision") or "auto",
+            )
         name = method or "protonet"
         cls = LEARNERS.get(name)
         if name == "protonet":  # CLIP's zero-shot head: scaled cosine
             learner = cls(clip, metric=metric or "cosine", scale=clip.logit_scale)
         else:
             learner = _build(cls, clip, metric)
-        return learner.eval(), {"learner": name, "encoder": f"clip {clip.describe()}", "untrained": True}
+        untrained = clip.pretrained is None
+        weights = (
+            f"untrained (random weights, seed {seed})" if untrained else f"pretrained CLIP {clip.describe()}"
+        )
+        meta = {
+            "learner": name,
+            "encoder": f"clip {clip.describe()}",
+            "untrained": untrained,
+            "weights": weights,
+        }
+        return learner.eval(), meta
     if checkpoint is None and encoder is not None:
         factory = ENCODERS.get(encoder)
         accepted = inspect.signature(factory).parameters
@@ -61,13 +78,25 @@ def resolve_learner(
             options.setdefault("image_size", int(data_shape[-1]))
         elif encoder == "identity" and data_shape is not None:
             options.setdefault("embed_dim", int(data_shape[-1]))
-        try:
-            enc = factory(**options)
-        except TypeError as err:
-            raise FewshotError(f"encoder {encoder!r} does not take these options: {err}") from err
         name = method or "protonet"
-        learner = _build(LEARNERS.get(name), enc, metric)
-        meta = {"learner": name, "encoder": encoder, "encoder_config": _config(enc), "untrained": True}
+        with seeded(seed):
+            try:
+                enc = factory(**options)
+            except TypeError as err:
+                raise FewshotError(f"encoder {encoder!r} does not take these options: {err}") from err
+            learner = _build(LEARNERS.get(name), enc, metric)
+        weights = (
+            "none (identity encoder: the embedding file's features)"
+            if encoder == "identity"
+            else f"untrained (random weights, seed {seed})"
+        )
+        meta = {
+            "learner": name,
+            "encoder": encoder,
+            "encoder_config": _config(enc),
+            "untrained": True,
+            "weights": weights,
+        }
         return learner.to(device).eval(), meta
 
     if checkpoint is None:
@@ -92,13 +121,14 @@ def resolve_learner(
                 f"--method {method} adapts its encoder and cannot reuse a {meta['learner']} checkpoint: "
                 f"train one with `fewshot train --method {method}`"
             )
-        learner = _build(cls, learner.encoder, metric).to(device).eval()
+        with seeded(seed):
+            learner = _build(cls, learner.encoder, metric).to(device).eval()
         meta = {**meta, "learner": method, "wrapped_from": meta["learner"]}
     elif metric is not None:
         if not hasattr(learner, "metric"):
             raise FewshotError(f"--metric does not apply to {meta['learner']}")
         learner.metric = metric
-    return learner, meta
+    return learner, {**meta, "from_checkpoint": True}
 
 
 def _build(cls, encoder, metric: str | None):

@@ -347,6 +347,25 @@ class EpisodeSampler:
         return atomic_write_bytes(path, buffer.getvalue())
 
 
+def _unreadable(path: Any, err: Exception) -> str:
+    # numpy's message for a non-.npz file advises unpickling it: never pass that on
+    detail = "not an .npz archive" if "pickle" in str(err) else f"{type(err).__name__}: {err}"
+    return f"{path} is not a readable episode file ({detail}): save the episodes again (EpisodeSampler.save)"
+
+
+def read_episode_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings an episode file imposes (``ways``, ``shots``, ``queries``, ``episodes``,
+    ``seed``), read without its arrays: commands check their options against them first."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(str(archive["meta"]))
+        return {k: int(meta[k]) for k in ("ways", "shots", "queries", "episodes", "seed")}
+    except FileNotFoundError as err:
+        raise FewshotError(f"episode file not found: {path}") from err
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as err:
+        raise FewshotError(_unreadable(path, err)) from err
+
+
 class EpisodeFile:
     """Episodes read back from a file written by `EpisodeSampler.save`.
 
@@ -374,10 +393,7 @@ class EpisodeFile:
             zipfile.BadZipFile,
             json.JSONDecodeError,
         ) as err:
-            raise FewshotError(
-                f"{path} is not a readable episode file ({type(err).__name__}: {err}): "
-                "save the episodes again (EpisodeSampler.save)"
-            ) from err
+            raise FewshotError(_unreadable(path, err)) from err
         if not isinstance(meta, dict) or meta.get("version") != EPISODE_FILE_VERSION:
             version = meta.get("version") if isinstance(meta, dict) else None
             raise FewshotError(f"{path}: unsupported episode file version {version!r}")

@@ -133,3 +133,15 @@ def test_classifier_contract_and_saved_class_embeddings(random_clip, tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a file")
     with pytest.raises(CheckpointError):
         ZeroShotClassifier.from_class_embeddings(random_clip, tmp_path / "bad.safetensors")
+
+
+def test_classifier_messages_match_its_api(random_clip):
+    from fewshot.zeroshot.classifier import ZeroShotClassifier
+
+    classifier = ZeroShotClassifier(random_clip, ["cat", "dog"])
+    with pytest.raises(NotFittedError, match=r"call fit\(\) first"):
+        classifier.predict(_images(random_clip, 2))
+    with pytest.raises(
+        FewshotError, match="only one class name .'red'.: zero-shot classification needs at least 2"
+    ):
+        ZeroShotClassifier(random_clip, ["red"])

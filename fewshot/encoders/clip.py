@@ -9,6 +9,7 @@ shapes (see `fewshot.zeroshot.micro_clip`). open_clip is imported only when an e
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,26 @@ def _cached_or_reachable(model: str, tag: str, cache_dir: str | None) -> bool:
     return True
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _quiet_random_init(active: bool):
+    """Without weights open_clip warns "No pretrained weights loaded" on the root logger; we
+    either load our own weights next (checkpoints) or report "random weights" ourselves."""
+    if not active:
+        yield
+        return
+    root, drop = logging.getLogger(), _DropRandomInitWarning()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
 def load_open_clip(model: str, pretrained: str | None, device: torch.device, cache_dir: str | None = None):
     """Build an open_clip model, its eval preprocess and tokenizer; clear errors when weights are missing.
 
@@ -169,9 +190,10 @@ def load_open_clip(model: str, pretrained: str | None, device: torch.device, cac
             f"{_download_location(name, weights)}. Offline demo: --model {MICRO_CLIP}"
         )
     try:
-        clip, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=weights, device=device, cache_dir=cache_dir
-        )
+        with _quiet_random_init(weights is None):
+            clip, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=weights, device=device, cache_dir=cache_dir
+            )
     except RuntimeError as err:
         if is_tag and "download" in str(err).lower():
             raise ModelUnavailableError(

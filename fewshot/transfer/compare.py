@@ -18,6 +18,7 @@ import torch
 from fewshot.data.tensors import LabeledTensors
 from fewshot.errors import FewshotError
 from fewshot.evaluation import evaluate
+from fewshot.learners.base import caches_embeddings
 from fewshot.sampling import EpisodeFile, EpisodeSampler
 
 
@@ -79,20 +80,23 @@ def compare_methods(
     data: LabeledTensors,
     episode_files: dict[int, Path],
     device: torch.device | str = "cpu",
-    progress: bool = False,
+    progress: bool | None = None,
     batch_size: int | None = None,
 ) -> list[CompareRow]:
-    """Evaluate every learner on every episode file; rows ordered by method, then shots."""
+    """Evaluate every learner on every episode file; rows ordered by method, then shots.
+
+    ``progress``: bars while embedding and evaluating (None: on when stderr is a terminal)."""
     embeddings: dict[int, torch.Tensor] = {}
     rows = []
     for name, learner in learners.items():
-        frozen = getattr(learner, "frozen_encoder", False) and hasattr(learner, "fit_embeddings")
+        frozen = caches_embeddings(learner)
         for shots, path in episode_files.items():
             cached = None
             if frozen:
                 key = id(learner.encoder)
                 if key not in embeddings:
-                    embeddings[key] = learner.encoder.to(device).encode_batched(data.data, batch_size)
+                    encoder = learner.encoder.to(device)
+                    embeddings[key] = encoder.encode_batched(data.data, batch_size, progress=progress)
                 cached = embeddings[key]
             result = evaluate(
                 learner, data, episode_file=str(path), device=device, progress=progress, embeddings=cached
@@ -117,13 +121,28 @@ def format_table(rows: list[CompareRow]) -> str:
     """Methods as rows, shots as columns: ``accuracy +- 95% CI`` in percent."""
     shots = sorted({r.shots for r in rows})
     methods = list(dict.fromkeys(r.method for r in rows))
-    cell = {(r.method, r.shots): f"{100 * r.mean:.2f} +- {100 * r.ci95:.2f}" for r in rows}
+    cell = {(r.method, r.shots): _cell(r) for r in rows}
     width = max([len("method")] + [len(m) for m in methods])
     col = max([14] + [len(v) for v in cell.values()])
     lines = [f"{'method':<{width}}  " + "  ".join(f"{f'{k}-shot':>{col}}" for k in shots)]
     for m in methods:
         lines.append(f"{m:<{width}}  " + "  ".join(f"{cell.get((m, k), '-'):>{col}}" for k in shots))
     return "\n".join(lines)
+
+
+def _cell(row: CompareRow) -> str:
+    """``accuracy +- ci`` in percent; "n/a" where a number is not finite (never "nan +- nan")."""
+    if not np.isfinite(row.mean):
+        return "n/a"
+    ci = f"{100 * row.ci95:.2f}" if np.isfinite(row.ci95) else "n/a"
+    return f"{100 * row.mean:.2f} +- {ci}"
+
+
+def _clipped_errors(means: list[float], cis: list[float], top: float = 100.0) -> list[list[float]]:
+    """Asymmetric error bars ``[below, above]`` that stop at 0 and ``top`` (accuracy is in [0, 100])."""
+    below = [min(ci, mean) for mean, ci in zip(means, cis, strict=True)]
+    above = [min(ci, top - mean) for mean, ci in zip(means, cis, strict=True)]
+    return [below, above]
 
 
 def plot_rows(rows: list[CompareRow], path: str | Path, title: str = "") -> Path:
@@ -145,10 +164,11 @@ def plot_rows(rows: list[CompareRow], path: str | Path, title: str = "") -> Path
     for i, method in enumerate(methods):
         mine = sorted((r for r in rows if r.method == method), key=lambda r: r.shots)
         dodge = 2 ** (0.04 * (i - (len(methods) - 1) / 2))  # side by side, so error bars stay visible
+        means = [100 * r.mean for r in mine]
         ax.errorbar(
             [r.shots * dodge for r in mine],
-            [100 * r.mean for r in mine],
-            yerr=[100 * r.ci95 for r in mine],
+            means,
+            yerr=_clipped_errors(means, [100 * r.ci95 for r in mine]),
             marker="o",
             capsize=3,
             label=method,
@@ -160,8 +180,13 @@ def plot_rows(rows: list[CompareRow], path: str | Path, title: str = "") -> Path
     ax.set_ylabel("accuracy (%), 95% CI")
     ax.grid(True, alpha=0.3)
     ax.legend()
+    top = max([100 * (r.mean + r.ci95) for r in rows] + [0.0])
+    if top >= 99.0:  # room for the markers at 100%, and no axis beyond it
+        ax.set_ylim(top=100.5)
     if title:
-        ax.set_title(title, fontsize=10)
+        import textwrap
+
+        ax.set_title("\n".join(textwrap.wrap(title, width=60)), fontsize=9)
     fig.tight_layout()
     import io
 

@@ -48,9 +48,12 @@ def resolve_encoder(
     pretrained: str | None = "default",
     image_size: int | None = None,
     channels: int = 3,
+    seed: int = 0,
 ) -> EncoderSource:
-    """Build the encoder named by ``--encoder`` (see the module docstring)."""
+    """Build the encoder named by ``--encoder`` (see the module docstring); random weights are
+    drawn from ``seed``."""
     from fewshot.encoders import ENCODERS
+    from fewshot.seeding import seeded
 
     if spec is None:
         from fewshot.models import DEFAULT_CHECKPOINT
@@ -72,15 +75,17 @@ def resolve_encoder(
     if spec == "clip":
         from fewshot.encoders.clip import DEFAULT_MODEL
 
-        encoder = ENCODERS.create(
-            "clip", model=clip_model or DEFAULT_MODEL, pretrained=pretrained, device=device
-        )
+        with seeded(seed):  # --pretrained none: random weights
+            encoder = ENCODERS.create(
+                "clip", model=clip_model or DEFAULT_MODEL, pretrained=pretrained, device=device
+            )
         return EncoderSource(encoder, "clip", None, description=encoder.describe())
     if spec in ENCODERS:
         kwargs = (
             {"in_channels": channels, "image_size": image_size or 84} if spec in ("conv4", "resnet12") else {}
         )
-        encoder = ENCODERS.create(spec, **kwargs).to(device)
+        with seeded(seed):
+            encoder = ENCODERS.create(spec, **kwargs).to(device)
         prep = {"image_size": image_size or 84, "channels": channels, "invert": False}
         return EncoderSource(encoder, spec, prep, description=f"{spec} (random weights)")
     raise FewshotError(
@@ -113,6 +118,18 @@ def load_for_encoder(
             int(prep["image_size"]), int(prep.get("channels", 3)), bool(prep.get("invert"))
         )
     return load_dataset(dataset, subset, split, data_dir, seed=seed, transform=transform)
+
+
+def embedding_source(
+    dataset: str, subset: str, split: str | None = None, seed: int = 0
+) -> tuple[EncoderSource, LabeledTensors]:
+    """An embedding file's features with the identity encoder (nothing to embed)."""
+    from fewshot.data.loading import load_dataset
+    from fewshot.encoders.base import IdentityEncoder
+
+    data = load_dataset(dataset, subset, split, seed=seed)
+    encoder = IdentityEncoder(int(data.data.shape[-1]))
+    return EncoderSource(encoder, "identity", None, description="identity (embedding-file features)"), data
 
 
 def preprocessing_record(source: EncoderSource) -> dict | None:

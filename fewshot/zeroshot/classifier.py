@@ -67,6 +67,7 @@ class ZeroShotClassifier(FewShotLearner):
     """
 
     frozen_encoder = True
+    fit_signature = "fit()"
 
     def __init__(
         self,
@@ -78,6 +79,11 @@ class ZeroShotClassifier(FewShotLearner):
         super().__init__()
         self.encoder = encoder
         self.class_names = check_class_names(class_names)
+        if len(self.class_names) < 2:
+            raise FewshotError(
+                f"only one class name ({self.class_names[0]!r}): zero-shot classification needs at least "
+                "2 (with one, every image gets probability 1.0)"
+            )
         self.templates = load_templates(templates)
         self.scale = scale
         self.prototypes_: torch.Tensor | None = None
