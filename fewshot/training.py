@@ -15,8 +15,6 @@ an uninterrupted run (timing fields aside). Other settings are refused (`fewshot
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from contextlib import nullcontext
@@ -29,7 +27,7 @@ import torch
 from fewshot.checkpoints import atomic_write_bytes, save_checkpoint
 from fewshot.data.tensors import LabeledTensors
 from fewshot.device import autocast_dtype, resolve_device
-from fewshot.errors import CheckpointError, FewshotError
+from fewshot.errors import FewshotError
 from fewshot.faults import crash_point
 from fewshot.learners.base import FewShotLearner
 from fewshot.preprocessing import preprocessing_from_data
@@ -37,12 +35,10 @@ from fewshot.runs import (
     RunFiles,
     check_output_file,
     check_same_run,
-    data_description,
-    load_state,
-    save_state,
     summary_document,
 )
 from fewshot.sampling import EpisodeSampler
+from fewshot.training_state import load_train_state, run_settings, save_train_state, write_log
 
 CLI_OPTIONS = {"ways", "shots", "queries", "steps", "lr", "lr_step", "meta_batch", "val_every"}
 CLI_OPTIONS |= {"val_episodes", "patience", "seed"}
@@ -125,45 +121,6 @@ def _episode_accuracy(
     return result.mean
 
 
-LOG_HEADER = ["step", "train_loss", "train_accuracy", "val_accuracy", "lr", "seconds"]
-
-
-def _write_log(path: Path, rows: list[list[str]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LOG_HEADER)
-    writer.writerows(rows)
-    atomic_write_bytes(path, buffer.getvalue().encode())
-
-
-def run_settings(
-    learner: FewShotLearner,
-    train_data: LabeledTensors,
-    val_data: LabeledTensors | None,
-    config: TrainConfig,
-    metadata: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """What defines a run: the model, the data (with a digest) and every hyperparameter.
-
-    The device is left out: a run may resume on another device (not bit-exactly).
-    """
-    from fewshot.runs import json_safe
-
-    meta = metadata or {}
-    encoder = getattr(learner, "encoder", None)
-    return json_safe(
-        {
-            "learner": meta.get("learner", type(learner).__name__),
-            "learner_config": meta.get("learner_config", learner.config()),
-            "encoder": meta.get("encoder", type(encoder).__name__),
-            "encoder_config": meta.get("encoder_config", getattr(encoder, "config", dict)()),
-            "train": {k: v for k, v in asdict(config).items() if k != "device"},
-            "data": data_description(train_data),
-            "val_data": data_description(val_data),
-        }
-    )
-
-
 def train(
     learner: FewShotLearner,
     train_data: LabeledTensors,
@@ -204,41 +161,6 @@ def train(
     return result
 
 
-def _load_state(path: Path, device: torch.device, learner, optimizer, schedule, scaler) -> dict:
-    def restore(state: dict) -> None:
-        learner.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        scaler.load_state_dict(state["scaler"])
-
-    state = load_state(path, device, restore)
-    try:
-        return {
-            "step": int(state["step"]),
-            "best_acc": float(state["best_acc"]),
-            "best_step": int(state["best_step"]),
-            "bad_rounds": int(state["bad_rounds"]),
-            "elapsed": float(state["elapsed"]),
-            "stopped_early": bool(state["stopped_early"]),
-            "rows": [[str(c) for c in row] for row in state["rows"]],
-        }
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(
-            f"cannot resume from {path} (missing {err}); pass --restart to start over"
-        ) from err
-
-
-def _save_state(path: Path, device: torch.device, learner, optimizer, schedule, scaler, run: dict) -> None:
-    state = {
-        "model": learner.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(),
-        "scaler": scaler.state_dict(),
-        **run,
-    }
-    save_state(path, state, device)
-
-
 def _train_locked(
     learner: FewShotLearner,
     train_data: LabeledTensors,
@@ -273,9 +195,9 @@ def _train_locked(
     run = {"step": 0, "best_acc": -math.inf, "best_step": 0, "bad_rounds": 0, "elapsed": 0.0}
     run.update(stopped_early=False, rows=[])
     if files.state.exists():
-        run = _load_state(files.state, device, learner, optimizer, schedule, scaler)
+        run = load_train_state(files.state, device, learner, optimizer, schedule, scaler)
     start_step = run["step"]
-    _write_log(files.log, run["rows"])  # drops rows a killed run wrote after its last state
+    write_log(files.log, run["rows"])  # drops rows a killed run wrote after its last state
 
     meta = dict(metadata or {})
     meta["train"] = {k: v for k, v in asdict(config).items() if k != "device"}
@@ -334,9 +256,9 @@ def _train_locked(
                 run["step"] = step
                 _validate(learner, files, config, val_data, device, meta, run, window, started, schedule)
                 window = [0.0, 0.0, 0]
-                _save_state(files.state, device, learner, optimizer, schedule, scaler, run)
+                save_train_state(files.state, device, learner, optimizer, schedule, scaler, run)
                 crash_point("train.state")
-                _write_log(files.log, run["rows"])
+                write_log(files.log, run["rows"])
                 crash_point("train.log")
                 if run["stopped_early"]:
                     break

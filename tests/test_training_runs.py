@@ -177,3 +177,21 @@ def test_unwritable_out_is_refused_before_training(tmp_path, data, bad, monkeypa
     monkeypatch.setattr(training, "_train_locked", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(FewshotError, match="--out"):
         run(target, data)
+
+
+@pytest.mark.parametrize("name", ["conv4", "resnet12"])
+def test_encoders_refuse_images_their_pools_would_shrink_to_nothing(name):
+    with pytest.raises(FewshotError, match="at least 16x16"):
+        create_encoder(name, image_size=8)
+    create_encoder(name, image_size=16, **({"channels": [2, 2, 2, 2]} if name == "resnet12" else {}))
+
+
+def test_a_second_finetune_at_the_same_out_is_refused(tmp_path):
+    from fewshot.encoders.conv4 import Conv4
+    from fewshot.transfer.finetune import FinetuneConfig, finetune
+
+    out = tmp_path / "ft.safetensors"
+    data = images(3, 6, seed=0)
+    with exclusive_lock(out, "this run"), pytest.raises(FewshotError, match="another fewshot run"):
+        finetune(Conv4(hidden=4, image_size=28), data, FinetuneConfig(device="cpu"), out=out, progress=False)
+    assert not out.exists()
