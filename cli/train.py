@@ -115,8 +115,9 @@ def train_command(
         bool,
         typer.Option(
             "--resume/--restart",
-            help="Resume an interrupted run found at --out (only one with the same settings); "
-            "--restart deletes it and starts over.",
+            help="Resume an interrupted run found at --out, only one with the same settings "
+            "(--steps included: a longer run is a new run, its last validation and checkpoint "
+            "depend on --steps); --restart deletes it and starts over.",
         ),
     ] = True,
     seed: Seed = 0,

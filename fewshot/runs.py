@@ -5,6 +5,9 @@ A run at ``out`` (``train``: the best checkpoint; ``finetune``: the classifier) 
 ``<out>.run.json`` (its settings, then its result), ``<out>.state.pt`` (the last state, for
 resuming) and ``<out>.log.csv``. A run resumes only when its recorded settings equal the new
 ones; otherwise it is refused in one line that names what differs (``--restart`` starts over).
+A different ``--steps`` is a different run too: extending a finished run would not end as a
+run with the larger ``--steps`` from the start (a run always validates at its last step and
+may keep that checkpoint; a longer one need not validate there), so a longer run starts over.
 """
 
 from __future__ import annotations
