@@ -18,6 +18,8 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,6 +202,39 @@ def check_same_run(files: RunFiles, settings: dict, command: str) -> None:
             f"--out {files.out} holds a run with other settings ({differences(recorded, settings)}); "
             "pass --restart to start over, or choose another --out"
         )
+
+
+@contextmanager
+def open_run(out: Path, settings: dict, resume: bool, command: str, what: str) -> Iterator[RunFiles]:
+    """Hold the lock of the run at `out` for the block, ready to train.
+
+    Removes what a killed atomic write left, resumes only a run with these `settings` (or, with
+    ``resume=False``, deletes it) and marks ``run.json`` as running; the block ends the run
+    with `finish_run`. Crash point ``<command>.started`` follows the mark.
+    """
+    from fewshot.checkpoints import atomic_write_bytes
+    from fewshot.faults import crash_point
+    from fewshot.locking import exclusive_lock
+
+    files = RunFiles(out)
+    with exclusive_lock(out, what):
+        files.remove_litter()
+        if resume:
+            check_same_run(files, settings, command)
+        else:
+            files.clear()
+        atomic_write_bytes(files.summary, summary_document(settings, "running"))
+        crash_point(f"{command}.started")
+        yield files
+
+
+def finish_run(files: RunFiles, settings: dict, command: str, **fields: Any) -> None:
+    """Mark the run done in ``run.json`` with its result `fields` (crash point ``<command>.done``)."""
+    from fewshot.checkpoints import atomic_write_bytes
+    from fewshot.faults import crash_point
+
+    atomic_write_bytes(files.summary, summary_document(settings, "done", **fields))
+    crash_point(f"{command}.done")
 
 
 def summary_document(settings: dict, status: str, **fields: Any) -> bytes:

@@ -24,19 +24,14 @@ from typing import Any
 
 import torch
 
-from fewshot.checkpoints import atomic_write_bytes, save_checkpoint
+from fewshot.checkpoints import save_checkpoint
 from fewshot.data.tensors import LabeledTensors
 from fewshot.device import autocast_dtype, resolve_device
 from fewshot.errors import FewshotError
 from fewshot.faults import crash_point
 from fewshot.learners.base import FewShotLearner
 from fewshot.preprocessing import preprocessing_from_data
-from fewshot.runs import (
-    RunFiles,
-    check_output_file,
-    check_same_run,
-    summary_document,
-)
+from fewshot.runs import RunFiles, check_output_file, finish_run, open_run
 from fewshot.sampling import EpisodeSampler
 from fewshot.training_state import load_train_state, run_settings, save_train_state, write_log
 
@@ -139,25 +134,12 @@ def train(
     found there resumes if its settings are these (else `FewshotError`); without, it is
     deleted first. The caller seeds the learner's construction (``torch.manual_seed``).
     """
-    from fewshot.locking import exclusive_lock
-
     config.check()
     out = check_output_file(out, "--out", suffix="")
-    files = RunFiles(out)
     settings = run_settings(learner, train_data, val_data, config, metadata)
-    with exclusive_lock(out, "this training run"):
-        files.remove_litter()
-        if resume:
-            check_same_run(files, settings, "train")
-        else:
-            files.clear()
-        atomic_write_bytes(files.summary, summary_document(settings, "running"))
-        crash_point("train.started")
+    with open_run(out, settings, resume, "train", "this training run") as files:
         result = _train_locked(learner, train_data, files, config, val_data, metadata, progress)
-        atomic_write_bytes(
-            files.summary, summary_document(settings, "done", **asdict(result), config=asdict(config))
-        )
-        crash_point("train.done")
+        finish_run(files, settings, "train", **asdict(result), config=asdict(config))
     return result
 
 

@@ -21,10 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fewshot.checkpoints import atomic_write_bytes
 from fewshot.data.tensors import LabeledTensors
 from fewshot.errors import DataError, FewshotError
-from fewshot.faults import crash_point
 from fewshot.learners.classifier import Classifier
 from fewshot.transfer.strategies import (
     STRATEGIES,
@@ -208,8 +206,7 @@ def finetune(
     Returns:
         The classifier with the best validation weights loaded, and the run's result.
     """
-    from fewshot.locking import exclusive_lock
-    from fewshot.runs import RunFiles, check_output_file, check_same_run, summary_document
+    from fewshot.runs import check_output_file, finish_run, open_run
     from fewshot.transfer.finetune_loop import finetune_epochs, run_settings
 
     config.check()
@@ -222,19 +219,9 @@ def finetune(
         return finetune_epochs(
             encoder, data, val_data, config, None, encoder_name, metadata, on_epoch, progress
         )
-    files = RunFiles(out)
-    with exclusive_lock(out, "this fine-tuning run"):
-        files.remove_litter()
-        if resume:
-            check_same_run(files, settings, "finetune")
-        else:
-            files.clear()
-        atomic_write_bytes(files.summary, summary_document(settings, "running"))
-        crash_point("finetune.started")
+    with open_run(out, settings, resume, "finetune", "this fine-tuning run") as files:
         model, result = finetune_epochs(
             encoder, data, val_data, config, files, encoder_name, metadata, on_epoch, progress
         )
-        fields = {k: v for k, v in asdict(result).items() if k != "history"}
-        atomic_write_bytes(files.summary, summary_document(settings, "done", **fields))
-        crash_point("finetune.done")
+        finish_run(files, settings, "finetune", **{k: v for k, v in asdict(result).items() if k != "history"})
     return model, result
