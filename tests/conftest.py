@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -21,6 +22,22 @@ def omniglot_dir() -> Path:
         if candidate and (Path(candidate) / "omniglot" / "alphabets.tsv").exists():
             return Path(candidate)
     pytest.skip("Omniglot is not available (set FEWSHOT_DATA_DIR)")
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> content digest (``dir``, or ``link:`` + target) of everything under `root`."""
+    seen: dict[str, str] = {}
+    for here, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            path = Path(here, name)
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                seen[rel] = "link:" + os.readlink(path)
+            elif path.is_dir():
+                seen[rel] = "dir"
+            else:
+                seen[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return seen
 
 
 def make_blobs(n_classes: int = 10, per_class: int = 20, dim: int = 16, spread: float = 0.1, seed: int = 0):

@@ -11,12 +11,11 @@ in at run time.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tree_digest
 from fewshot_cli.app import app
 from typer.testing import CliRunner
 
@@ -282,22 +281,6 @@ def workspace(template, tmp_path, monkeypatch) -> Path:
     return ws
 
 
-def fingerprint(root: Path) -> dict[str, str]:
-    """Every path under `root` with a digest of its content (folders and links included)."""
-    seen: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            rel = str(path.relative_to(root))
-            if path.is_symlink():
-                seen[rel] = "link:" + os.readlink(path)
-            elif path.is_dir():
-                seen[rel] = "dir"
-            else:
-                seen[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return seen
-
-
 def fill(argv: list[str], ws: Path, ckpt: Path) -> list[str]:
     return [a.replace("{ws}", str(ws)).replace("{ckpt}", str(ckpt)) for a in argv]
 
@@ -306,10 +289,10 @@ def fill(argv: list[str], ws: Path, ckpt: Path) -> list[str]:
 def test_bad_input_is_refused_in_one_line_and_changes_nothing(
     argv, code, fragment, workspace, tiny_checkpoint
 ):
-    before = fingerprint(workspace)
+    before = tree_digest(workspace)
     result = CliRunner().invoke(app, fill(argv, workspace, tiny_checkpoint))
     assert result.exit_code == code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
     assert fragment.lower() in result.output.lower(), result.output
-    assert fingerprint(workspace) == before
+    assert tree_digest(workspace) == before

@@ -16,7 +16,6 @@ destination) and one unreadable file; batches of 3 cross label folders.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tree_digest
 
 pytest.importorskip("open_clip")
 
@@ -68,24 +68,6 @@ def pristine(tmp_path_factory) -> Path:
     return root
 
 
-def tree(root: Path) -> dict[str, str]:
-    """Relative path -> content digest (or link target) of everything under `root`."""
-    seen: dict[str, str] = {}
-    if not root.exists():
-        return seen
-    for here, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(here, name)
-            rel = str(path.relative_to(root))
-            if path.is_symlink():
-                seen[rel] = "link:" + os.readlink(path)
-            elif path.is_dir():
-                seen[rel] = "dir"
-            else:
-                seen[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return seen
-
-
 class Trial:
     """One workspace, reset before every run so that absolute paths in the output match."""
 
@@ -122,7 +104,12 @@ class Trial:
 
     def state(self) -> tuple:
         leftovers = sorted(p.name for p in self.out.parent.iterdir() if p.name.startswith("labels.csv."))
-        return self.out.read_bytes(), tree(self.src), tree(self.dest) if self.dest else {}, leftovers
+        return (
+            self.out.read_bytes(),
+            tree_digest(self.src),
+            tree_digest(self.dest) if self.dest else {},
+            leftovers,
+        )
 
 
 def _in_child(fn, crash_at: int = 0, log: str | None = None) -> int:
