@@ -68,6 +68,12 @@ class Command(TyperCommand):
             if getattr(param, "is_flag", False) or getattr(param, "count", False):
                 param.metavar = ""  # shown in place of the type: nothing for a flag
 
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.get_params(ctx):
