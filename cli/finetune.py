@@ -144,8 +144,8 @@ def finetune_command(
     config.check()
     torch_device = resolve_device(device)
     config.device = str(torch_device)
-    torch.manual_seed(seed)  # an encoder name starts from the seed's random weights
-    source = resolve_encoder(encoder, torch_device, clip_model, pretrained, image_size)
+    torch.manual_seed(seed)  # the head, data order and augmentation; the encoder is seeded below
+    source = resolve_encoder(encoder, torch_device, clip_model, pretrained, image_size, seed=seed)
     if data == "omniglot" and subset == "all":
         subset = "test"
     items = load_for_encoder(source, data, subset, split, data_dir, seed)

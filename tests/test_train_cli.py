@@ -136,3 +136,17 @@ def test_finetune_unusable_out_is_refused_before_work(folder, tmp_path, bad):
     result = finetune_cli(folder, out)
     assert result.exit_code == 2 and "--out" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_finetune_random_encoder_weights_come_from_the_seed(folder, tmp_path):
+    from safetensors.torch import load_file
+
+    encoders = []
+    for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
+        out = tmp_path / name / "p.safetensors"
+        result = finetune_cli(folder, out, "--strategy", "linear-probe", "--seed", seed)
+        assert result.exit_code == 0, result.output
+        encoders.append({k: v for k, v in load_file(out).items() if k.startswith("encoder.")})
+    assert encoders[0] and encoders[0].keys() == encoders[2].keys()
+    assert all(encoders[0][k].equal(encoders[1][k]) for k in encoders[0])
+    assert not all(encoders[0][k].equal(encoders[2][k]) for k in encoders[0])
