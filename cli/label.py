@@ -95,7 +95,10 @@ def label_command(
         load_templates(templates)  # bad templates fail before the model loads
     elif labels is not None or labels_file is not None:
         raise FewshotError("--class-embeddings already holds the classes: drop --labels/--labels-file")
-    encoder = clip_encoder(model, pretrained, device, precision)
+    from fewshot.seeding import seeded
+
+    with seeded(0):  # --pretrained none: the same random weights on every run
+        encoder = clip_encoder(model, pretrained, device, precision)
     if class_embeddings is None:
         classifier = ZeroShotClassifier(encoder, names, templates).fit()
     else:

@@ -187,6 +187,11 @@ def test_cli_label(folder, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["labelled"] == 6 and summary["failed"] == 4 and len(_rows(out)) == 10
+    again = tmp_path / "again.jsonl"
+    torch.manual_seed(123)  # the random weights do not depend on the caller's random state
+    result = runner.invoke(app, [*args, "--labels", "red circle,blue square", "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    assert again.read_bytes() == out.read_bytes()  # --pretrained none: the same weights every run
     assert runner.invoke(app, [*args, "--out", str(out)]).exit_code == 2  # no labels
     bad = runner.invoke(app, [*args, "--labels", "a,b", "--templates", "nope", "--out", str(out)])
     assert bad.exit_code == 2 and "templates" in bad.output
