@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fewshot.encoders.base import Encoder
@@ -55,9 +56,39 @@ class Conv4(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x).flatten(1)
 
+    def grouped_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """T tasks at once, each with its own weights: ``(T, n, C, H, W)`` -> ``(T, n, embed_dim)``.
+
+        `params` maps this encoder's parameter names to tensors with a leading task axis
+        ``(T, ...)`` (MAML's ``grouped`` strategy). The tasks become convolution groups:
+        channels are laid out task-major, ``(n, T*C, H, W)``, so BatchNorm's per-channel
+        statistics are per-task statistics. BatchNorm uses batch statistics only.
+        """
+        tasks, n = x.shape[:2]
+        h = x.transpose(0, 1).reshape(n, tasks * x.shape[2], *x.shape[3:])
+        for name, layer in self.named_modules():
+            if isinstance(layer, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d)):
+                h = _grouped_layer(layer, params.get(f"{name}.weight"), params.get(f"{name}.bias"), h, tasks)
+        return h.reshape(n, tasks, -1).transpose(0, 1)
+
     def config(self) -> dict:
         return {
             "in_channels": self.in_channels,
             "hidden": self.hidden,
             "image_size": self.image_size,
         }
+
+
+def _grouped_layer(
+    layer: nn.Module, weight: torch.Tensor | None, bias: torch.Tensor | None, h: torch.Tensor, tasks: int
+) -> torch.Tensor:
+    """One Conv-4 layer on task-major channels ``(n, T*C, H, W)``, with per-task ``(T, ...)`` weights."""
+    weight = None if weight is None else weight.reshape(-1, *weight.shape[2:])
+    bias = None if bias is None else bias.reshape(-1)
+    if isinstance(layer, nn.Conv2d):
+        return F.conv2d(h, weight, bias, layer.stride, layer.padding, layer.dilation, tasks * layer.groups)
+    if isinstance(layer, nn.BatchNorm2d):
+        return F.batch_norm(h, None, None, weight, bias, training=True, eps=layer.eps)
+    if isinstance(layer, nn.ReLU):
+        return F.relu(h)
+    return F.max_pool2d(h, layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.ceil_mode)

@@ -1,0 +1,224 @@
+"""How MAML runs a meta-batch of T tasks: the vectorised strategies and the auto-tuner.
+
+One set of semantics, several executions (the tests check that all give the same
+meta-gradient as a plain `torch.autograd.grad(create_graph=True)` loop):
+
+- ``loop``: one task after another, `functional_call` + `torch.autograd.grad`. It is part of
+  the algorithm itself, in `fewshot.learners.maml`.
+- ``vmap``: `torch.func.vmap` over the meta-batch with `torch.func.grad` in the inner loop.
+- ``grouped``: the tasks of a meta-batch laid out as convolution groups (Conv-4 only, see
+  `Conv4.grouped_forward`): one convolution per layer for all tasks, per-task BatchNorm
+  statistics for free.
+- ``auto``: ``loop`` on a CPU (where it was measured fastest, see benchmarks/RESULTS.md);
+  on other devices every strategy is timed once on the first meta-batch and the fastest kept.
+
+The functions here drive the learner's functional inner loop (``_inner_loop``,
+``_query_logits``, ``_query_loss``) through the `MetaLearner` protocol, so this module never
+imports the learner's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Literal, Protocol
+
+import torch
+from torch import nn
+
+from fewshot.encoders.conv4 import Conv4
+from fewshot.errors import FewshotError
+
+Strategy = Literal["auto", "loop", "vmap", "grouped"]
+STRATEGIES = ("loop", "vmap", "grouped")
+Params = dict[str, torch.Tensor]
+#: ``(features, head)``: parameters + inputs -> embeddings, parameters + embeddings -> logits.
+Forward = tuple[
+    Callable[[Params, torch.Tensor], torch.Tensor], Callable[[Params, torch.Tensor], torch.Tensor]
+]
+
+
+class MetaLearner(Protocol):
+    """What the strategies use of a MAML learner (`fewshot.learners.maml.MAML`)."""
+
+    encoder: nn.Module
+    strategy: str
+    inner_steps: int
+    test_inner_steps: int
+    _chosen: dict[tuple, str]
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+    def meta_parameters(self) -> Params: ...
+    def step_sizes(self) -> Params: ...
+    def _inner_loop(self, params: Params, support_x, support_y, ways: int, steps: int, create_graph: bool,
+                    forward: Forward | None = None, func_grad: bool = False,
+                    lrs: Params | None = None) -> Params: ...  # fmt: skip
+    def _query_logits(self, adapted: Params, query_x, ways: int, forward: Forward | None = None): ...
+    def _query_loss(self, adapted: Params, query_x, query_y, ways: int): ...
+    def _batch_query_logits(self, support_x, support_y, query_x, steps: int, create_graph: bool,
+                            strategy: str) -> torch.Tensor: ...  # fmt: skip
+    def _stacked_meta_loss(self, support_x, support_y, query_x, query_y, strategy: str): ...
+
+
+# -- the vectorised strategies ------------------------------------------------------------
+
+
+def batch_query_logits(
+    learner: MetaLearner,
+    strategy: str,
+    params: Params,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    ways: int,
+    steps: int,
+    create_graph: bool,
+) -> torch.Tensor:
+    """T tasks with a vectorised strategy: support ``(T, n_s, ...)``, ``(T, n_s)``, queries
+    ``(T, n_q, ...)`` -> ``(T, n_q, N)``."""
+    if strategy == "grouped":
+        forward = grouped_forward(learner.encoder)
+        tasks = support_x.shape[0]
+        expanded = {n: p.unsqueeze(0).expand(tasks, *p.shape) for n, p in params.items()}
+        adapted = learner._inner_loop(expanded, support_x, support_y, ways, steps, create_graph, forward)
+        return learner._query_logits(adapted, query_x, ways, forward)
+    if strategy == "vmap" and create_graph:
+        raise FewshotError("internal: the vmap meta-gradient goes through vmap_meta_loss")
+    if strategy == "vmap":
+
+        def one_task(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor) -> torch.Tensor:
+            adapted = learner._inner_loop(params, sx, sy, ways, steps, create_graph, func_grad=True)
+            return learner._query_logits(adapted, qx, ways)
+
+        return torch.func.vmap(one_task)(support_x, support_y, query_x)
+    raise FewshotError(f"unknown MAML strategy {strategy!r}")
+
+
+def grouped_forward(encoder: nn.Module) -> Forward:
+    """The ``grouped`` strategy's network: T tasks at once, every parameter with a task axis."""
+    if not isinstance(encoder, Conv4):
+        raise FewshotError(
+            f"the grouped strategy supports the Conv-4 encoder only, not {type(encoder).__name__}: "
+            "use strategy 'loop' or 'vmap'"
+        )
+
+    def features(params: Params, x: torch.Tensor) -> torch.Tensor:
+        local = {n[len("encoder.") :]: p for n, p in params.items() if n.startswith("encoder.")}
+        return encoder.grouped_forward(local, x)
+
+    return features, grouped_head
+
+
+def grouped_head(params: Params, z: torch.Tensor) -> torch.Tensor:
+    """``(T, n, d)`` with per-task head ``(T, ways, d)`` -> ``(T, n, ways)``."""
+    return torch.baddbmm(params["head.bias"].unsqueeze(1), z, params["head.weight"].transpose(1, 2))
+
+
+def vmap_meta_loss(
+    learner: MetaLearner,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    query_y: torch.Tensor,
+    steps: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean query loss of T tasks with `vmap`, and the query logits ``(T, n_q, N)``.
+
+    Each task's meta-gradient is taken with `torch.func.grad` inside the `vmap` and averaged.
+    (PyTorch 2.14 gives a wrong second-order gradient through stacked BatchNorm layers when
+    the outer gradient is taken around a `vmap` that contains the inner `torch.func.grad`,
+    with ordinary autograd or with `torch.func.grad`; the tests check this layout.) The
+    gradient is then attached to the stored parameters so that ``loss.backward()`` delivers it.
+    """
+    ways = int(support_y.max()) + 1
+    params = {n: p.detach() for n, p in learner.meta_parameters().items()}
+    lrs = {n: p.detach() for n, p in learner.step_sizes().items()}
+
+    def task_loss(p: Params, lr: Params, sx, sy, qx, qy) -> tuple[torch.Tensor, torch.Tensor]:
+        adapted = learner._inner_loop(p, sx, sy, ways, steps, True, func_grad=True, lrs=lr)
+        return learner._query_loss(adapted, qx, qy, ways)
+
+    per_task = torch.func.vmap(
+        torch.func.grad_and_value(task_loss, argnums=(0, 1), has_aux=True),
+        in_dims=(None, None, 0, 0, 0, 0),
+    )
+    with torch.enable_grad():
+        (g_params, g_lrs), (losses, logits) = per_task(params, lrs, support_x, support_y, query_x, query_y)
+    loss = losses.mean()
+    targets = [*learner.meta_parameters().values(), *learner.step_sizes().values()]
+    grads = [*(g.mean(0) for g in g_params.values()), *(g.mean(0) for g in g_lrs.values())]
+    return _WithGradients.apply(loss.detach(), grads, *targets), logits.detach()
+
+
+class _WithGradients(torch.autograd.Function):
+    """``value`` whose gradient with respect to ``targets`` is the precomputed ``grads``."""
+
+    @staticmethod
+    def forward(ctx, value: torch.Tensor, grads: list[torch.Tensor], *targets: torch.Tensor) -> torch.Tensor:
+        ctx.grads = grads
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        return None, None, *(grad_output * g for g in ctx.grads)
+
+
+# -- the auto-tuner -----------------------------------------------------------------------
+
+
+def resolve_strategy(
+    learner: MetaLearner,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    query_y: torch.Tensor,
+    train: bool,
+) -> str:
+    """The learner's strategy; for ``auto``, the fastest for these shapes (timed once, then cached)."""
+    if learner.strategy != "auto":
+        return learner.strategy
+    device = support_x.device
+    if device.type == "cpu":
+        return "loop"
+    key = (device.type, tuple(support_x.shape), tuple(query_x.shape), train)
+    if key not in learner._chosen:
+        stacks = (support_x, support_y, query_x, query_y)
+        candidates = [s for s in STRATEGIES if s != "grouped" or isinstance(learner.encoder, Conv4)]
+        timings = {name: _time_strategy(learner, name, stacks, train) for name in candidates}
+        learner._chosen[key] = min(timings, key=timings.get)
+    return learner._chosen[key]
+
+
+def _time_strategy(learner: MetaLearner, name: str, stacks: tuple[torch.Tensor, ...], train: bool) -> float:
+    """Seconds of one call of strategy `name` (with the meta-backward when training)."""
+    seconds = 0.0
+    for _ in range(2):  # the first call warms up kernels
+        _sync(stacks[0].device)
+        start = time.perf_counter()
+        if train:
+            loss = learner._stacked_meta_loss(*stacks, name)[0]
+            torch.autograd.grad(loss, list(learner.parameters()), allow_unused=True)
+        else:
+            learner._batch_query_logits(*stacks[:3], learner.test_inner_steps, False, name)
+        _sync(stacks[0].device)
+        seconds = time.perf_counter() - start
+    return seconds
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+__all__ = [
+    "STRATEGIES",
+    "Forward",
+    "MetaLearner",
+    "Params",
+    "Strategy",
+    "batch_query_logits",
+    "grouped_forward",
+    "grouped_head",
+    "resolve_strategy",
+    "vmap_meta_loss",
+]
