@@ -1,10 +1,12 @@
 """Episodic evaluation: mean accuracy with a 95% confidence interval.
 
-Learners whose encoder does not change while fitting (``frozen_encoder = True`` and a
-``_fit_embeddings``/``logits_embeddings`` pair) are evaluated on cached embeddings: every test
-item is embedded once, then episodes are drawn over the embeddings. Learners that also
-define ``batch_logits_embeddings`` score a whole block of episodes in one tensor operation.
-Other learners (MAML) are fitted episode by episode on the raw items.
+The path follows the learner's declared kind (`fewshot.learners.base`): an ``EMBEDDING``
+learner is evaluated on cached embeddings (every test item is embedded once, then episodes
+are drawn over the embeddings), a block of episodes per tensor operation when it has
+``batch_logits_embeddings`` (``batches_embeddings``); an ``ADAPTIVE`` learner (MAML) is
+fitted episode by episode on the raw items, or a block at a time when it has
+``batch_episode_predictions`` (``batches_episodes``). A ``FIXED`` classifier has no episodes
+to be fitted on and is refused.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ import torch
 from fewshot.data.tensors import LabeledTensors
 from fewshot.device import resolve_device
 from fewshot.errors import FewshotError
-from fewshot.inputs import check_batch, model_dtype
-from fewshot.learners.base import caches_embeddings
+from fewshot.learners.base import EMBEDDING, FIXED
 from fewshot.sampling import EpisodeFile, EpisodeIndices, EpisodeSampler
 
 
@@ -77,7 +78,7 @@ def _episode_blocks(sampler, block: int):
 
 def _set_episode_classes(learner, class_names: list[str] | None, class_ids) -> None:
     """Tell a learner that needs them (zero-shot, Tip-Adapter) the names of the episode's classes."""
-    if getattr(learner, "uses_class_names", False):
+    if learner.uses_class_names:
         if class_names is None:
             raise FewshotError(f"{type(learner).__name__} needs class names but the data set has none")
         learner.set_class_names([class_names[int(c)] for c in np.asarray(class_ids).reshape(-1)])
@@ -109,7 +110,7 @@ def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar, class_name
     query_y = torch.arange(n, device=embeddings.device).repeat_interleave(q)
     support_y = torch.arange(n, device=embeddings.device).repeat_interleave(k)
     accuracies = []
-    batched = hasattr(learner, "batch_logits_embeddings") and not getattr(learner, "uses_class_names", False)
+    batched = learner.batches_embeddings and not learner.uses_class_names
     for block in _episode_blocks(sampler, 256 if batched else 1):
         support = torch.as_tensor(block.support, device=embeddings.device)
         query = torch.as_tensor(block.query, device=embeddings.device)
@@ -129,7 +130,7 @@ def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar, class_name
 
 
 def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar, class_names=None) -> np.ndarray:
-    if hasattr(learner, "batch_episode_predictions"):
+    if learner.batches_episodes:
         return _evaluate_episode_blocks(learner, data, sampler, device, bar)
     accuracies = []
     for indices in sampler.iter_indices():
@@ -187,7 +188,7 @@ def evaluate(
     """Evaluate `learner` on N-way K-shot episodes of `data`.
 
     Args:
-        learner: any `FewShotLearner`.
+        learner: any `FewShotLearner` of kind ``EMBEDDING`` or ``ADAPTIVE``.
         data: labelled test items (``data.data`` ``(n, ...)``, ``data.labels`` ``(n,)``).
         ways, shots, queries, episodes, seed: the episode settings (ignored with
             `episode_file`, which fixes them).
@@ -213,11 +214,16 @@ def evaluate(
     device = resolve_device(device)
     if len(data.labels) != data.data.shape[0]:
         raise FewshotError(f"data has {data.data.shape[0]} items but {len(data.labels)} labels")
-    cached = use_cache and caches_embeddings(learner)
+    if learner.kind == FIXED:
+        raise FewshotError(
+            f"{type(learner).__name__} is a fixed-class classifier: it is not fitted on episodes, "
+            "so it cannot be evaluated on them; pair its encoder with a few-shot method"
+        )
+    cached = use_cache and learner.kind == EMBEDDING
     items = data.data
+    names = getattr(data, "class_names", None)
     if not cached:  # checked once per call; on the cached path `encode_batched` checks what it embeds
-        size = getattr(getattr(learner, "encoder", None), "input_size", None)
-        items = check_batch(items, "data.data", size, model_dtype(learner))
+        items = learner._check_batch(items, "data.data")
     if sampler is None and episode_file:
         sampler = EpisodeFile(episode_file, data.labels)
     elif sampler is None:
@@ -229,7 +235,7 @@ def evaluate(
             episodes=episodes,
             seed=seed,
             skip_small_classes=skip_small_classes,
-            class_names=getattr(data, "class_names", None),
+            class_names=names,
         )
     if save_episodes:
         if not isinstance(sampler, EpisodeSampler):
@@ -241,7 +247,6 @@ def evaluate(
     learner = learner.to(device).eval()
     started = time.perf_counter()
     with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not show_progress(progress)) as bar:
-        names = getattr(data, "class_names", None)
         if cached:
             if embeddings is None:
                 embeddings = _embed_used_items(learner.encoder, data.data, sampler, batch_size, progress)

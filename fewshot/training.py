@@ -1,4 +1,4 @@
-"""One training loop for every learner that defines ``episode_loss``.
+"""One training loop for every meta-trainable learner (``meta_trainable``: it defines ``episode_loss``).
 
 Episodes come from an `EpisodeSampler` over the training data; Adam with a step schedule;
 validation episodes on held-out classes every ``val_every`` steps; the best checkpoint is
@@ -135,6 +135,8 @@ def train(
     deleted first. The caller seeds the learner's construction (``torch.manual_seed``).
     """
     config.check()
+    if not learner.meta_trainable:
+        raise FewshotError(f"{type(learner).__name__} cannot be meta-trained (it has no episode_loss)")
     out = check_output_file(out, "--out", suffix="")
     settings = run_settings(learner, train_data, val_data, config, metadata)
     with open_run(out, settings, resume, "train", "this training run") as files:
@@ -199,10 +201,10 @@ def _train_locked(
     # Skip the episodes a resumed run has already seen, so the sequence stays the seed's.
     for _ in range(start_step * config.meta_batch):
         next(episodes)
-    # Learners that define meta_batch_backward(episodes, autocast, scale) get the meta-batch in
-    # one call and accumulate its gradient themselves (vectorised, or freeing each task's graph
-    # early); others get episode_loss per episode.
-    batch_backward = getattr(learner, "meta_batch_backward", None)
+    # Learners with meta_batch_backward(episodes, autocast, scale) (``runs_meta_batch``) get the
+    # meta-batch in one call and accumulate its gradient themselves (vectorised, or freeing each
+    # task's graph early); others get episode_loss per episode.
+    batch_backward = learner.meta_batch_backward if learner.runs_meta_batch else None
 
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()

@@ -1,4 +1,5 @@
-"""The learner contract, checked for every registered learner, plus ProtoNet specifics."""
+"""The learner contract (`fewshot.learners.base`), checked for every registered learner (the
+cases are generated from the `LEARNERS` registry), plus ProtoNet specifics."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fewshot.encoders import create_encoder
 from fewshot.encoders.base import IdentityEncoder
 from fewshot.errors import FewshotError, NotFittedError
 from fewshot.learners import LEARNERS, create_learner
+from fewshot.learners.base import ADAPTIVE, EMBEDDING, FIXED, KINDS, FewShotLearner, check_contract
 from fewshot.learners.protonet import ProtoNet
 from fewshot.sampling import EpisodeSampler
 
@@ -33,7 +35,7 @@ def episode(seed: int = 0):
 @pytest.fixture(params=LEARNERS.names())
 def learner(request):
     cls = LEARNERS.get(request.param)
-    if getattr(cls, "fixed_classes", False) or getattr(cls, "uses_class_names", False):
+    if cls.kind == FIXED or cls.uses_class_names:
         # Fixed-class classifiers and text-prompted learners (need class names and a CLIP
         # encoder) have their own tests: tests/test_transfer_learners.py.
         pytest.skip(f"{request.param} is not an image-only episodic learner")
@@ -68,6 +70,16 @@ def test_config_is_json_and_rebuilds(learner):
     config = json.loads(json.dumps(learner.config()))
     rebuilt = type(learner)(small_encoder(), **config)
     assert rebuilt.config() == config
+
+
+def test_episode_loss_exists_exactly_when_meta_trainable(learner):
+    ep = episode()
+    if not learner.meta_trainable:
+        with pytest.raises(NotImplementedError):
+            learner.episode_loss(ep)
+        return
+    loss, _ = learner.episode_loss(ep)
+    assert loss.ndim == 0
 
 
 def test_episode_loss_gradients_reach_the_encoder(learner):
@@ -152,9 +164,9 @@ class TextIdentity(IdentityEncoder):
 def any_learner(name: str):
     """Every registered learner that can be fitted on a support set, with an encoder it accepts."""
     cls = LEARNERS.get(name)
-    if getattr(cls, "fixed_classes", False):
+    if cls.kind == FIXED:
         pytest.skip(f"{name} predicts its own fixed classes and is never fitted on a support set")
-    if getattr(cls, "uses_class_names", False):
+    if cls.uses_class_names:
         learner = create_learner(name, TextIdentity(16))
         learner.set_class_names(["ant", "bee", "cat"])
         return learner
@@ -211,3 +223,88 @@ def test_zeroshot_needs_one_name_per_support_class():
     learner.set_class_names(["ant", "bee"])
     with pytest.raises(FewshotError, match="3 classes but 2 class names"):
         learner.fit(torch.rand(3, 16), torch.tensor([0, 1, 2]))
+
+
+# -- the declared contract: kind, capabilities, hyperparameters, classes_ --------------------
+
+
+def built(name: str) -> FewShotLearner:
+    """Every registered learner, fixed-class ones included, built with an encoder it accepts."""
+    cls = LEARNERS.get(name)
+    if cls.kind == FIXED:
+        return create_learner(name, small_encoder(), class_names=["ant", "bee", "cat"])
+    return any_learner(name)
+
+
+@pytest.mark.parametrize("name", LEARNERS.names())
+def test_declares_a_valid_kind_and_capabilities(name):
+    learner = built(name)
+    check_contract(learner)
+    assert learner.kind in KINDS
+    for flag in ("uses_class_names", "meta_trainable", "batches_embeddings", "batches_episodes"):
+        assert isinstance(getattr(learner, flag), bool), flag
+    assert isinstance(learner.runs_meta_batch, bool)
+    assert learner.frozen_encoder == (learner.kind == EMBEDDING)
+    assert learner.fixed_classes == (learner.kind == FIXED)
+    cls = type(learner)  # the class-level spellings read by the CLI agree with the instance's
+    assert cls.uses_class_names == learner.uses_class_names and cls.meta_trainable == learner.meta_trainable
+
+
+@pytest.mark.parametrize("name", LEARNERS.names())
+def test_get_params_round_trips_through_the_constructor(name):
+    learner = built(name)
+    params = learner.get_params()
+    assert learner.config() == params
+    json.dumps(params)  # JSON-able: checkpoints store it as learner_config
+    rebuilt = type(learner)(learner.encoder, **json.loads(json.dumps(params)))
+    assert rebuilt.get_params() == params
+    assert rebuilt.kind == learner.kind
+
+
+@pytest.mark.parametrize("name", LEARNERS.names())
+def test_fit_returns_self_and_sets_classes(name):
+    learner = built(name).eval()
+    support, _ = three_class_task(learner)
+    if learner.kind == FIXED:
+        with pytest.raises(FewshotError, match="fixed-class"):
+            learner.fit(support, torch.tensor([0, 0, 1, 1, 2, 2]))
+        return
+    assert learner.classes_ is None
+    assert learner.fit(support, torch.tensor([3, 3, 5, 5, 8, 8])) is learner
+    assert learner.classes_.tolist() == [3, 5, 8]
+
+
+def test_adaptive_finetune_declares_its_kind_per_instance():
+    learner = create_learner("finetune", small_encoder(), train_last_block=True)
+    assert learner.kind == ADAPTIVE and not learner.frozen_encoder
+    check_contract(learner)
+    assert LEARNERS.get("finetune").kind == EMBEDDING  # the default
+
+
+def test_get_params_follows_kwargs_to_the_parent_constructor():
+    params = create_learner("tip-adapter-f", TextIdentity(16)).get_params()
+    assert params["train_steps"] == 100 and "alphas" in params and "templates" in params
+    assert "encoder" not in params
+
+
+def test_contract_violations_are_named():
+    class NoLogits(FewShotLearner):
+        kind = ADAPTIVE
+        uses_class_names = True
+
+        def _fit(self, x, y):
+            return self
+
+    with pytest.raises(FewshotError, match="NoLogits breaks the learner contract") as caught:
+        check_contract(NoLogits())
+    assert "needs logits" in str(caught.value) and "needs set_class_names" in str(caught.value)
+
+
+def test_older_flags_still_declare_the_kind():
+    class Legacy(FewShotLearner):
+        frozen_encoder = False
+
+        def episode_loss(self, episode):
+            raise AssertionError
+
+    assert Legacy.kind == ADAPTIVE and Legacy.meta_trainable

@@ -1,10 +1,39 @@
 """The learner contract shared by every few-shot method.
 
-Modelled on scikit-learn: the constructor only stores hyperparameters (and the encoder);
-``fit(support_x, support_y)`` learns from one task's support set and returns ``self``;
-state learned by ``fit`` ends in ``_``; ``predict``/``predict_proba`` before ``fit`` raise
-`NotFittedError`. Learners that can be meta-trained also define
-``episode_loss(episode) -> (loss, accuracy)`` for the shared training loop.
+Modelled on scikit-learn: the constructor only stores hyperparameters (and the encoder, its
+first argument); ``fit(support_x, support_y)`` learns from one task's support set and
+returns ``self``; state learned by ``fit`` ends in ``_``; ``predict``/``predict_proba``
+before ``fit`` raise `NotFittedError`. Hyperparameters are the constructor's parameters
+after the encoder, each stored under its own name: `FewShotLearner.get_params` reads them
+from the signature (checkpoints store them as ``learner_config``), so no learner writes a
+``config()`` of its own.
+
+**Kinds.** Every learner declares ``kind``, which tells evaluation and training how to run it:
+
+- ``EMBEDDING`` (``"embedding"``, the default): works on frozen embeddings. It implements
+  ``_fit_embeddings(z, y)`` and ``logits_embeddings(z)`` on ``(n, d)`` embeddings; the base
+  class supplies ``fit``/``logits`` around the encoder, and evaluation embeds every test item
+  once, then fits episode after episode on the cached embeddings. Optional:
+  ``batch_logits_embeddings(support_z (B, N, K, d), query_z (B, M, d)) -> (B, M, N)``, a block
+  of episodes in one tensor operation (ProtoNet, SimpleShot, Finetune).
+- ``ADAPTIVE`` (``"adaptive"``): adapts its network per task (MAML, fine-tuning with the last
+  block). It implements ``_fit(x, y)`` and ``logits(x)`` on raw items; evaluation fits it
+  episode by episode. Optional: ``batch_episode_predictions(support_x, support_y, query_x)``
+  -> ``(B, n_q)`` labels, a block of episodes fitted and predicted in one call.
+- ``FIXED`` (``"fixed"``): a classifier of its own classes (``class_names``), never fitted on
+  a support set; it implements ``logits(x)`` and ``fit`` refuses (`fewshot predict` needs no
+  support set for it). ``fixed_classes`` is True exactly for this kind.
+
+A hyperparameter may decide the kind: such a learner sets ``self.kind`` in ``__init__``
+(Finetune: ``ADAPTIVE`` when ``train_last_block``).
+
+**Capabilities**, documented class attributes with defaults below: ``uses_class_names``
+(evaluation calls ``set_class_names(names)`` before each ``fit``), ``meta_trainable``
+(defines ``episode_loss(episode) -> (loss, accuracy)`` for `fewshot.training.train`; implied
+by defining ``episode_loss``), ``default_train_ways`` and ``fit_signature``. Optional hooks a
+class defines are recorded once, when the class is created (``batches_embeddings``,
+``batches_episodes``, ``runs_meta_batch``), so that callers read flags instead of probing
+objects with ``hasattr``. `check_contract` verifies a class against all this.
 
 Labels: ``fit`` accepts any integer labels (``[0, 0, 7, 7, 9]``); ``classes_`` holds the
 sorted distinct labels, ``predict`` returns values of ``classes_`` and ``predict_proba``
@@ -16,6 +45,7 @@ evaluation passes straight to ``_fit_embeddings``).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -25,26 +55,110 @@ from fewshot.errors import FewshotError, NotFittedError
 from fewshot.inputs import check_batch, check_labels, model_dtype
 from fewshot.sampling import Episode
 
+EMBEDDING = "embedding"
+ADAPTIVE = "adaptive"
+FIXED = "fixed"
+KINDS = (EMBEDDING, ADAPTIVE, FIXED)
+# optional hook -> the flag that records it
+HOOKS = {
+    "batch_logits_embeddings": "batches_embeddings",
+    "batch_episode_predictions": "batches_episodes",
+    "meta_batch_backward": "runs_meta_batch",
+}
+
 
 def caches_embeddings(learner: Any) -> bool:
-    """True when evaluation may embed every item once: a frozen encoder and `_fit_embeddings`."""
-    return bool(getattr(learner, "frozen_encoder", False)) and hasattr(learner, "_fit_embeddings")
+    """True when evaluation may embed every item once (a learner of kind ``EMBEDDING``)."""
+    return isinstance(learner, FewShotLearner) and learner.kind == EMBEDDING
+
+
+class _FromKind:
+    """A flag read from ``kind`` on the class or the instance (``frozen_encoder``, ``fixed_classes``)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __get__(self, obj: Any, owner: type) -> bool:
+        return (owner if obj is None else obj).kind == self.kind
+
+
+def _legacy_kind(cls: type) -> str:
+    """The kind of a class that declares the older ``frozen_encoder``/``fixed_classes`` flags."""
+    if vars(cls).get("fixed_classes", False):
+        return FIXED
+    if cls.frozen_encoder and cls._fit_embeddings is not FewShotLearner._fit_embeddings:
+        return EMBEDDING
+    return ADAPTIVE
 
 
 class FewShotLearner(nn.Module):
-    """Base class: subclasses implement ``_fit`` (or ``_fit_embeddings``) and ``logits``.
+    """Base class: see the module docstring for the kinds and what each implements.
 
     ``support_x`` ``(n, ...)``, ``support_y`` ``(n,)`` any integer labels;
     ``query_x`` ``(M, ...)`` -> logits ``(M, len(classes_))``.
     """
 
-    #: True when evaluation may embed every test item once and reuse the embeddings
-    #: (the learner never changes the encoder while fitting).
-    frozen_encoder: bool = True
+    #: How evaluation and training run this learner: ``EMBEDDING``, ``ADAPTIVE`` or ``FIXED``.
+    kind: str = EMBEDDING
+    #: Evaluation calls ``set_class_names(names)`` with the episode's class names before ``fit``
+    #: (zero-shot, Tip-Adapter): the data set must have class names.
+    uses_class_names: bool = False
+    #: Defines ``episode_loss`` for `fewshot.training.train` (`fewshot train --method NAME`).
+    meta_trainable: bool = False
+    #: Classes per training episode when `fewshot train` is not given ``--ways``.
+    default_train_ways: int = 60
     #: How this learner is fitted, for the not-fitted message.
     fit_signature: str = "fit(support_x, support_y)"
+    #: The optional hooks this class defines (set by ``__init_subclass__``, never by hand).
+    batches_embeddings: bool = False
+    batches_episodes: bool = False
+    runs_meta_batch: bool = False
     #: The sorted distinct labels seen by the last ``fit`` (None: outputs are ``0..C-1``).
     classes_: torch.Tensor | None = None
+
+    #: Older spellings of the kind, kept for callers written before ``kind``.
+    frozen_encoder = _FromKind(EMBEDDING)
+    fixed_classes = _FromKind(FIXED)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "kind" not in own and ("frozen_encoder" in own or "fixed_classes" in own):
+            cls.kind = _legacy_kind(cls)
+        if "meta_trainable" not in own and "episode_loss" in own:
+            cls.meta_trainable = True
+        for hook, flag in HOOKS.items():
+            setattr(cls, flag, hasattr(cls, hook))
+
+    # -- hyperparameters ------------------------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """Constructor parameters after the encoder; a ``**kwargs`` forwards to the parent's."""
+        chain: list[list[str]] = []
+        for klass in cls.__mro__:
+            if klass is FewShotLearner:
+                break
+            if "__init__" not in vars(klass):
+                continue
+            params = list(inspect.signature(klass.__init__).parameters.values())[2:]  # self, encoder
+            named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            chain.append([p.name for p in params if p.kind in named])
+            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+                break
+        # the parent's order first (the order of its documented arguments), then what subclasses add
+        return list(dict.fromkeys(name for names in reversed(chain) for name in names))
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters (constructor arguments after the encoder), as scikit-learn's ``get_params``:
+        ``type(learner)(learner.encoder, **learner.get_params())`` builds the same learner."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able hyperparameters, stored in checkpoints as ``learner_config`` (= `get_params`)."""
+        return self.get_params()
+
+    # -- fitting --------------------------------------------------------------------------
 
     def _check_batch(self, x: Any, what: str) -> torch.Tensor:
         encoder = getattr(self, "encoder", None)
@@ -68,21 +182,34 @@ class FewShotLearner(nn.Module):
         return self._fit(x, y)
 
     def _fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> FewShotLearner:
-        """``fit`` on checked inputs with labels ``0..C-1`` (default: embed, then `_fit_embeddings`)."""
-        if not hasattr(self, "_fit_embeddings"):
-            raise NotImplementedError(f"{type(self).__name__} implements neither _fit nor _fit_embeddings")
+        """``fit`` on checked inputs with labels ``0..C-1`` (``EMBEDDING``: embed, then `_fit_embeddings`)."""
+        if self.kind != EMBEDDING:
+            raise NotImplementedError(f"{type(self).__name__} (kind {self.kind!r}) must implement _fit")
         with torch.no_grad():
             return self._fit_embeddings(self.encoder(support_x), support_y)
 
+    def _fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> FewShotLearner:
+        """``EMBEDDING`` kind: fit on embeddings ``(n, d)`` with labels ``0..C-1``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit_embeddings")
+
     def fit_embeddings(self, support_z: Any, support_y: Any) -> FewShotLearner:
         """Fit on already-embedded support items ``(n, d)`` with integer labels ``(n,)``."""
-        if not hasattr(self, "_fit_embeddings"):
+        if self.kind != EMBEDDING:
             raise FewshotError(f"{type(self).__name__} fits on inputs, not embeddings: call fit")
         z = check_batch(support_z, "support_z", None, model_dtype(self))
         return self._fit_embeddings(z, self._learn_classes(support_y, z.shape[0]).to(z.device))
 
+    # -- prediction -----------------------------------------------------------------------
+
+    def logits_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
+        """``EMBEDDING`` kind: logits ``(M, C)`` of embedded queries ``(M, d)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement logits_embeddings")
+
     def logits(self, query_x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Logits ``(M, C)`` of checked queries ``(M, ...)`` (``EMBEDDING``: embed, then score)."""
+        if self.kind != EMBEDDING:
+            raise NotImplementedError(f"{type(self).__name__} (kind {self.kind!r}) must implement logits")
+        return self.logits_embeddings(self.encoder.encode(query_x))
 
     def _check_fitted(self, *attributes: str) -> None:
         if any(getattr(self, name, None) is None for name in attributes):
@@ -105,9 +232,25 @@ class FewShotLearner(nn.Module):
         return self._classes_of(logits.argmax(-1))
 
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
-        """Meta-training loss on one episode: ``(loss, accuracy)`` scalars."""
+        """Meta-training loss on one episode: ``(loss, accuracy)`` scalars (``meta_trainable``)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be meta-trained")
 
-    def config(self) -> dict:
-        """JSON-able hyperparameters, stored in checkpoints."""
-        return {}
+
+def check_contract(learner: FewShotLearner) -> None:
+    """Raise `FewshotError` naming what `learner` (an instance) breaks in the contract."""
+    cls, problems = type(learner), []
+    if learner.kind not in KINDS:
+        problems.append(f"kind {learner.kind!r} is not one of {', '.join(KINDS)}")
+    required = {EMBEDDING: ("_fit_embeddings", "logits_embeddings"), ADAPTIVE: ("_fit", "logits")}
+    needs = [(name, name) for name in required.get(learner.kind, ("logits",))]
+    if learner.uses_class_names and not callable(getattr(learner, "set_class_names", None)):
+        problems.append("uses_class_names needs set_class_names(names)")
+    if learner.meta_trainable:
+        needs.append(("meta_trainable", "episode_loss"))
+    for why, name in needs:
+        if vars(FewShotLearner)[name] is inspect.getattr_static(cls, name):
+            problems.append(f"{why} needs {name}" if why != name else f"kind {learner.kind!r} needs {name}")
+    if not (isinstance(learner.default_train_ways, int) and learner.default_train_ways >= 2):
+        problems.append(f"default_train_ways must be an integer >= 2, got {learner.default_train_ways!r}")
+    if problems:
+        raise FewshotError(f"{cls.__name__} breaks the learner contract: " + "; ".join(problems))

@@ -4,7 +4,7 @@ This is what transfer learning on a labelled folder produces: `fewshot finetune`
 encoder fine-tuned with a new head), and a linear probe or SimpleShot fitted on a whole
 folder (see `fewshot.transfer.export`). It predicts its own classes, whose names it keeps
 (``class_names``, also in the checkpoint's ``learner_config``), so it needs no support set:
-``fixed_classes = True`` tells `fewshot predict` so. It cannot be fitted on an episode; to
+``kind = FIXED`` (so ``fixed_classes``) tells `fewshot predict` so. It cannot be fitted on an episode; to
 use its encoder for new classes, pair the encoder with a few-shot method
 (``fewshot eval --checkpoint MODEL --method simpleshot``).
 """
@@ -19,7 +19,7 @@ from torch import nn
 
 from fewshot.encoders.base import Encoder
 from fewshot.errors import FewshotError
-from fewshot.learners.base import FewShotLearner
+from fewshot.learners.base import FIXED, FewShotLearner
 
 
 class Classifier(FewShotLearner):
@@ -34,8 +34,7 @@ class Classifier(FewShotLearner):
     Shapes: ``(n, ...)`` -> logits ``(n, len(class_names))``.
     """
 
-    frozen_encoder = False
-    fixed_classes = True
+    kind = FIXED
 
     def __init__(
         self,
@@ -77,6 +76,3 @@ class Classifier(FewShotLearner):
             f"{len(self.class_names)} classes and needs no support set); to classify new "
             "classes from a support set, use its encoder with a few-shot method, e.g. --method simpleshot"
         )
-
-    def config(self) -> dict:
-        return {"class_names": self.class_names, "normalize": self.normalize, "centered": self.centered}

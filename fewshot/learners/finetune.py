@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.encoders.base import Encoder
-from fewshot.learners.base import FewShotLearner
+from fewshot.learners.base import ADAPTIVE, EMBEDDING, FewShotLearner
 from fewshot.scoring import class_means
 
 
@@ -53,7 +53,7 @@ class Finetune(FewShotLearner):
         self.block_lr = block_lr
         self.scale = scale
         self.weight_decay = weight_decay
-        self.frozen_encoder = not train_last_block
+        self.kind = ADAPTIVE if train_last_block else EMBEDDING  # a private encoder copy adapts per task
         self.weight_: torch.Tensor | None = None
         self.bias_: torch.Tensor | None = None
         self._work: dict[str, Encoder] = {}  # the adapted copy; kept out of state_dict
@@ -150,13 +150,3 @@ class Finetune(FewShotLearner):
         self._check_fitted("weight_")
         encoder = self._work["encoder"] if self.train_last_block else self.encoder
         return self.logits_embeddings(encoder.encode(query_x))
-
-    def config(self) -> dict:
-        return {
-            "steps": self.steps,
-            "lr": self.lr,
-            "train_last_block": self.train_last_block,
-            "block_lr": self.block_lr,
-            "scale": self.scale,
-            "weight_decay": self.weight_decay,
-        }

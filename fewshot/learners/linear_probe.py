@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.encoders.base import Encoder
-from fewshot.learners.base import FewShotLearner
+from fewshot.learners.base import EMBEDDING, FewShotLearner
 
 DEFAULT_CS = (0.01, 0.1, 1.0, 10.0, 100.0)
 
@@ -67,7 +67,7 @@ class LinearProbe(FewShotLearner):
         max_iter: L-BFGS iterations.
     """
 
-    frozen_encoder = True
+    kind = EMBEDDING
 
     def __init__(
         self,
@@ -119,15 +119,3 @@ class LinearProbe(FewShotLearner):
         """Logits ``(M, N)`` of already-embedded queries ``(M, d)``."""
         self._check_fitted("weight_")
         return self._features(query_z) @ self.weight_.T + self.bias_
-
-    def logits(self, query_x: torch.Tensor) -> torch.Tensor:
-        return self.logits_embeddings(self.encoder.encode(query_x))
-
-    def config(self) -> dict:
-        return {
-            "cs": self.cs,
-            "default_c": self.default_c,
-            "normalize": self.normalize,
-            "folds": self.folds,
-            "max_iter": self.max_iter,
-        }

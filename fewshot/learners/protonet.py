@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.encoders.base import Encoder
-from fewshot.learners.base import FewShotLearner
+from fewshot.learners.base import EMBEDDING, FewShotLearner
 from fewshot.sampling import Episode
 from fewshot.scoring import Metric, class_means, prototype_logits
 
@@ -24,7 +24,8 @@ class ProtoNet(FewShotLearner):
         scale: multiplies the logits (a temperature; 10 is a good value for cosine).
     """
 
-    frozen_encoder = True
+    kind = EMBEDDING
+    meta_trainable = True
 
     def __init__(self, encoder: Encoder, metric: Metric = "euclidean", scale: float = 1.0) -> None:
         super().__init__()
@@ -47,9 +48,6 @@ class ProtoNet(FewShotLearner):
         """Many episodes at once: support ``(B, N, K, d)``, queries ``(B, M, d)`` -> ``(B, M, N)``."""
         return prototype_logits(query_z, support_z.mean(2), self.metric, self.scale)
 
-    def logits(self, query_x: torch.Tensor) -> torch.Tensor:
-        return self.logits_embeddings(self.encoder.encode(query_x))
-
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         n_support = episode.support_x.shape[0]
         # forward, not encode: training batches come from the sampler and need no input check per step
@@ -59,6 +57,3 @@ class ProtoNet(FewShotLearner):
         loss = F.cross_entropy(logits.float(), episode.query_y)
         accuracy = (logits.argmax(-1) == episode.query_y).float().mean()
         return loss, accuracy
-
-    def config(self) -> dict:
-        return {"metric": self.metric, "scale": self.scale}

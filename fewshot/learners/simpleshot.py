@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from fewshot.encoders.base import Encoder
 from fewshot.errors import FewshotError
-from fewshot.learners.base import FewShotLearner
+from fewshot.learners.base import EMBEDDING, FewShotLearner
 from fewshot.scoring import class_means, prototype_logits
 
 CENTERINGS = ("support", "base", "none")
@@ -35,7 +35,7 @@ class SimpleShot(FewShotLearner):
         scale: multiplies the logits (negative squared distances between unit vectors).
     """
 
-    frozen_encoder = True
+    kind = EMBEDDING
 
     def __init__(
         self,
@@ -89,9 +89,3 @@ class SimpleShot(FewShotLearner):
         center = self._center(support_z.reshape(b, n * k, d))  # (B, 1, d)
         prototypes = self.transform(support_z, center.unsqueeze(1)).mean(2)  # (B, N, d)
         return prototype_logits(self.transform(query_z, center), prototypes, "euclidean", self.scale)
-
-    def logits(self, query_x: torch.Tensor) -> torch.Tensor:
-        return self.logits_embeddings(self.encoder.encode(query_x))
-
-    def config(self) -> dict:
-        return {"centering": self.centering, "base_mean": self.base_mean, "scale": self.scale}

@@ -51,9 +51,6 @@ class TipAdapter(ZeroShot):
         scale: CLIP logit scale; None uses the encoder's.
     """
 
-    frozen_encoder = True
-    uses_class_names = True
-
     def __init__(
         self,
         encoder,
@@ -141,17 +138,6 @@ class TipAdapter(ZeroShot):
         features = F.normalize(query_z.float(), dim=-1)
         zero_shot = self.logit_scale * features @ self.prototypes_.T
         return zero_shot + self.alpha_ * cache_logits(features, self.keys_, self.values_, self.beta_)
-
-    def config(self) -> dict:
-        return {
-            **super().config(),
-            "alphas": self.alphas,
-            "betas": self.betas,
-            "default_alpha": self.default_alpha,
-            "default_beta": self.default_beta,
-            "train_steps": self.train_steps,
-            "lr": self.lr,
-        }
 
 
 class TipAdapterF(TipAdapter):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from fewshot.errors import FewshotError, NotFittedError
-from fewshot.learners.base import FewShotLearner
+from fewshot.learners.base import EMBEDDING, FewShotLearner
 from fewshot.scoring import prototype_logits
 
 
@@ -50,7 +50,7 @@ class ZeroShot(FewShotLearner):
         scale: logit scale; None uses the encoder's.
     """
 
-    frozen_encoder = True
+    kind = EMBEDDING
     uses_class_names = True
 
     def __init__(self, encoder, templates: str | Sequence[str] | None = "simple", scale: float | None = None):
@@ -114,9 +114,3 @@ class ZeroShot(FewShotLearner):
         self._check_fitted("prototypes_")
         prototypes = self.prototypes_.to(query_z.device)
         return prototype_logits(query_z.float(), prototypes, "cosine", self.logit_scale)
-
-    def logits(self, query_x: torch.Tensor) -> torch.Tensor:
-        return self.logits_embeddings(self.encoder.encode(query_x))
-
-    def config(self) -> dict:
-        return {"templates": self.templates, "scale": self.scale}
