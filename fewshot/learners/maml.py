@@ -30,7 +30,7 @@ from fewshot.encoders.base import Encoder
 from fewshot.errors import FewshotError
 from fewshot.learners import maml_strategies as strategies
 from fewshot.learners.base import FewShotLearner
-from fewshot.learners.maml_strategies import STRATEGIES, Forward, Params, Strategy
+from fewshot.learners.maml_strategies import STRATEGIES, Forward, Params, Strategy, task_loss
 from fewshot.sampling import Episode
 
 
@@ -49,19 +49,6 @@ def _no_running_stats(module: nn.Module) -> None:
             layer.running_mean = None
             layer.running_var = None
             layer.num_batches_tracked = None
-
-
-def _task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy per task; with a leading task axis ``(T, n, N)`` the task losses are summed.
-
-    Summing keeps the tasks independent: the gradient of the sum with respect to task t's own
-    parameters is the gradient of task t's loss.
-    """
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
-    if logits.dim() == 2:
-        return F.cross_entropy(logits, labels)
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum") / labels.shape[1]
 
 
 def _stack(episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -111,14 +98,13 @@ class MAML(FewShotLearner):
             raise FewshotError(f"ways must be at least 2, got {ways}")
         if strategy not in ("auto", *STRATEGIES):
             raise FewshotError(f"unknown MAML strategy {strategy!r}; choose auto, loop, vmap or grouped")
-        given = {"inner_lr": inner_lr, "inner_steps": inner_steps, "test_inner_steps": test_inner_steps}
-        settings = {
-            k: v if given[k] is None else given[k] for k, v in paper_defaults(ways).items() if k in given
-        }
+        defaults = paper_defaults(ways)
         self.ways = int(ways)
-        self.inner_lr = float(settings["inner_lr"])
-        self.inner_steps = int(settings["inner_steps"])
-        self.test_inner_steps = int(settings["test_inner_steps"])
+        self.inner_lr = float(defaults["inner_lr"] if inner_lr is None else inner_lr)
+        self.inner_steps = int(defaults["inner_steps"] if inner_steps is None else inner_steps)
+        self.test_inner_steps = int(
+            defaults["test_inner_steps"] if test_inner_steps is None else test_inner_steps
+        )
         if self.inner_lr <= 0 or self.inner_steps < 1 or self.test_inner_steps < 1:
             raise FewshotError("inner_lr must be positive and inner steps at least 1")
         self.first_order, self.head_only = bool(first_order), bool(head_only)
@@ -200,7 +186,7 @@ class MAML(FewShotLearner):
         def support_loss(fast: Params) -> torch.Tensor:
             p = {**params, **fast}
             z = zs if self.head_only else features(p, support_x)
-            return _task_loss(head(p, z)[..., :ways], support_y)
+            return task_loss(head(p, z)[..., :ways], support_y)
 
         second_order = create_graph and not self.first_order
         fast = {n: params[n] for n in self._inner_names}
@@ -229,42 +215,24 @@ class MAML(FewShotLearner):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One task's query loss and its query logits ``(n_q, ways)``."""
         logits = self._query_logits(adapted, query_x, ways)
-        return _task_loss(logits, query_y), logits
+        return task_loss(logits, query_y), logits
 
-    def _batch_query_logits(
+    def _loop_query_logits(
         self,
+        params: Params,
         support_x: torch.Tensor,
         support_y: torch.Tensor,
         query_x: torch.Tensor,
+        ways: int,
         steps: int,
         create_graph: bool,
-        strategy: str,
     ) -> torch.Tensor:
-        """T tasks: support ``(T, n_s, ...)``, ``(T, n_s)``, queries ``(T, n_q, ...)`` -> ``(T, n_q, N)``.
+        """The ``loop`` strategy: T tasks one after another, ``(T, n_s, ...)`` ... -> ``(T, n_q, ways)``."""
 
-        With `create_graph` the result carries the meta-gradient to the stored parameters;
-        without it the stored parameters are detached (evaluation) and never changed.
-        """
-        ways = int(support_y.max()) + 1
-        params = self.meta_parameters()
-        if not create_graph:
-            params = {n: p.detach().requires_grad_() for n, p in params.items()}
-        with torch.enable_grad():
-            if strategy != "loop":
-                logits = strategies.batch_query_logits(
-                    self, strategy, params, support_x, support_y, query_x, ways, steps, create_graph
-                )
-            else:
-                tasks = zip(support_x, support_y, query_x, strict=True)
-                logits = torch.stack(
-                    [
-                        self._query_logits(
-                            self._inner_loop(params, sx, sy, ways, steps, create_graph), qx, ways
-                        )
-                        for sx, sy, qx in tasks
-                    ]
-                )
-        return logits if create_graph else logits.detach()
+        def one_task(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor) -> torch.Tensor:
+            return self._query_logits(self._inner_loop(params, sx, sy, ways, steps, create_graph), qx, ways)
+
+        return torch.stack([one_task(*task) for task in zip(support_x, support_y, query_x, strict=True)])
 
     # -- the learner contract -------------------------------------------------------------
 
@@ -275,23 +243,13 @@ class MAML(FewShotLearner):
                 f"{ways}-way tasks: evaluate with --ways {self.ways} or fewer, or train with --ways {ways}"
             )
 
-    def _stacked_meta_loss(self, support_x, support_y, query_x, query_y, strategy: str):
-        """`meta_batch_loss` on stacked episodes with a resolved strategy."""
-        if strategy == "vmap":
-            loss, logits = strategies.vmap_meta_loss(
-                self, support_x, support_y, query_x, query_y, self.inner_steps
-            )
-            return loss, (logits.argmax(-1) == query_y).float().mean()
-        logits = self._batch_query_logits(support_x, support_y, query_x, self.inner_steps, True, strategy)
-        loss = _task_loss(logits, query_y) / support_x.shape[0]
-        accuracy = (logits.argmax(-1) == query_y).float().mean()
-        return loss, accuracy
-
     def meta_batch_loss(self, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean query loss and accuracy over a meta-batch of same-shape episodes (one meta-step)."""
         self._check_ways(episodes[0].ways)
         stacks = _stack(episodes)
-        return self._stacked_meta_loss(*stacks, strategies.resolve_strategy(self, *stacks, train=True))
+        return strategies.stacked_meta_loss(
+            self, *stacks, strategies.resolve_strategy(self, *stacks, train=True)
+        )
 
     def meta_batch_backward(
         self,
@@ -312,7 +270,7 @@ class MAML(FewShotLearner):
         strategy = strategies.resolve_strategy(self, *stacks, train=True)
         if strategy != "loop":
             with autocast():
-                loss, accuracy = self._stacked_meta_loss(*stacks, strategy)
+                loss, accuracy = strategies.stacked_meta_loss(self, *stacks, strategy)
             scale(loss).backward()
             return loss.item(), accuracy.item()
         params = self.meta_parameters()
@@ -361,10 +319,10 @@ class MAML(FewShotLearner):
         self._check_ways(int(support_y.max()) + 1)
         query_y = torch.zeros(query_x.shape[:2], dtype=torch.long, device=query_x.device)
         strategy = strategies.resolve_strategy(self, support_x, support_y, query_x, query_y, train=False)
-        logits = self._batch_query_logits(
-            support_x, support_y, query_x, self.test_inner_steps, False, strategy
-        )
-        return logits.argmax(-1)
+        steps = self.test_inner_steps
+        return strategies.batch_query_logits(
+            self, strategy, support_x, support_y, query_x, steps, False
+        ).argmax(-1)
 
     def config(self) -> dict:
         names = ("ways", "inner_lr", "inner_steps", "test_inner_steps", "first_order", "head_only")

@@ -12,9 +12,10 @@ meta-gradient as a plain `torch.autograd.grad(create_graph=True)` loop):
 - ``auto``: ``loop`` on a CPU (where it was measured fastest, see benchmarks/RESULTS.md);
   on other devices every strategy is timed once on the first meta-batch and the fastest kept.
 
-The functions here drive the learner's functional inner loop (``_inner_loop``,
-``_query_logits``, ``_query_loss``) through the `MetaLearner` protocol, so this module never
-imports the learner's.
+Also here: the functional pieces the strategies share with the learner (`Params`, `Forward`,
+`task_loss`). The functions drive the learner's functional inner loop (``_inner_loop``,
+``_query_logits``, ...) through the `MetaLearner` protocol, so this module never imports the
+learner's module: `fewshot.learners.maml` imports this one, not the other way round.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Literal, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fewshot.encoders.conv4 import Conv4
@@ -36,6 +38,19 @@ Params = dict[str, torch.Tensor]
 Forward = tuple[
     Callable[[Params, torch.Tensor], torch.Tensor], Callable[[Params, torch.Tensor], torch.Tensor]
 ]
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per task; with a leading task axis ``(T, n, N)`` the task losses are summed.
+
+    Summing keeps the tasks independent: the gradient of the sum with respect to task t's own
+    parameters is the gradient of task t's loss.
+    """
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, labels)
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum") / labels.shape[1]
 
 
 class MetaLearner(Protocol):
@@ -55,15 +70,65 @@ class MetaLearner(Protocol):
                     lrs: Params | None = None) -> Params: ...  # fmt: skip
     def _query_logits(self, adapted: Params, query_x, ways: int, forward: Forward | None = None): ...
     def _query_loss(self, adapted: Params, query_x, query_y, ways: int): ...
-    def _batch_query_logits(self, support_x, support_y, query_x, steps: int, create_graph: bool,
-                            strategy: str) -> torch.Tensor: ...  # fmt: skip
-    def _stacked_meta_loss(self, support_x, support_y, query_x, query_y, strategy: str): ...
+    def _loop_query_logits(self, params: Params, support_x, support_y, query_x, ways: int, steps: int,
+                           create_graph: bool) -> torch.Tensor: ...  # fmt: skip
+
+
+# -- a meta-batch with a resolved strategy ------------------------------------------------
+
+
+def stacked_meta_loss(
+    learner: MetaLearner,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    query_y: torch.Tensor,
+    strategy: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean query loss and accuracy of T stacked tasks (``(T, ...)`` tensors), one meta-step."""
+    if strategy == "vmap":
+        loss, logits = vmap_meta_loss(learner, support_x, support_y, query_x, query_y, learner.inner_steps)
+        return loss, (logits.argmax(-1) == query_y).float().mean()
+    logits = batch_query_logits(learner, strategy, support_x, support_y, query_x, learner.inner_steps, True)
+    loss = task_loss(logits, query_y) / support_x.shape[0]
+    accuracy = (logits.argmax(-1) == query_y).float().mean()
+    return loss, accuracy
+
+
+def batch_query_logits(
+    learner: MetaLearner,
+    strategy: str,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    steps: int,
+    create_graph: bool,
+) -> torch.Tensor:
+    """T tasks: support ``(T, n_s, ...)``, ``(T, n_s)``, queries ``(T, n_q, ...)`` -> ``(T, n_q, N)``.
+
+    With `create_graph` the result carries the meta-gradient to the stored parameters;
+    without it the stored parameters are detached (evaluation) and never changed.
+    """
+    ways = int(support_y.max()) + 1
+    params = learner.meta_parameters()
+    if not create_graph:
+        params = {n: p.detach().requires_grad_() for n, p in params.items()}
+    with torch.enable_grad():
+        if strategy == "loop":
+            logits = learner._loop_query_logits(
+                params, support_x, support_y, query_x, ways, steps, create_graph
+            )
+        else:
+            logits = _vectorised_query_logits(
+                learner, strategy, params, support_x, support_y, query_x, ways, steps, create_graph
+            )
+    return logits if create_graph else logits.detach()
 
 
 # -- the vectorised strategies ------------------------------------------------------------
 
 
-def batch_query_logits(
+def _vectorised_query_logits(
     learner: MetaLearner,
     strategy: str,
     params: Params,
@@ -74,8 +139,7 @@ def batch_query_logits(
     steps: int,
     create_graph: bool,
 ) -> torch.Tensor:
-    """T tasks with a vectorised strategy: support ``(T, n_s, ...)``, ``(T, n_s)``, queries
-    ``(T, n_q, ...)`` -> ``(T, n_q, N)``."""
+    """`batch_query_logits` with ``grouped`` or ``vmap`` (without the vmap meta-gradient)."""
     if strategy == "grouped":
         forward = grouped_forward(learner.encoder)
         tasks = support_x.shape[0]
@@ -196,10 +260,10 @@ def _time_strategy(learner: MetaLearner, name: str, stacks: tuple[torch.Tensor, 
         _sync(stacks[0].device)
         start = time.perf_counter()
         if train:
-            loss = learner._stacked_meta_loss(*stacks, name)[0]
+            loss = stacked_meta_loss(learner, *stacks, name)[0]
             torch.autograd.grad(loss, list(learner.parameters()), allow_unused=True)
         else:
-            learner._batch_query_logits(*stacks[:3], learner.test_inner_steps, False, name)
+            batch_query_logits(learner, name, *stacks[:3], learner.test_inner_steps, False)
         _sync(stacks[0].device)
         seconds = time.perf_counter() - start
     return seconds
@@ -220,5 +284,7 @@ __all__ = [
     "grouped_forward",
     "grouped_head",
     "resolve_strategy",
+    "stacked_meta_loss",
+    "task_loss",
     "vmap_meta_loss",
 ]
