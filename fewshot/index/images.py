@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from fewshot.data.images import read_image, stream_images
 from fewshot.errors import FewshotError
 from fewshot.faults import crash_point
+from fewshot.index.base import EmbeddingIndexError
 from fewshot.progress import show_progress
 
 if TYPE_CHECKING:
     from fewshot.encoders.base import Encoder
-    from fewshot.index.index import EmbeddingIndex
+    from fewshot.index.core import VectorIndex
 
 
 def image_id(path: str | os.PathLike[str]) -> str:
@@ -78,8 +80,6 @@ def embed_texts(encoder: Encoder, texts: Sequence[str]) -> np.ndarray:
 
 def embed_query_images(encoder: Encoder, images: Any) -> np.ndarray:
     """Query images -> ``(n, d)``: a path, PIL image, list of either, or a ``(n, C, H, W)`` batch."""
-    from fewshot.data.images import read_image
-
     if isinstance(images, torch.Tensor):
         batch = images if images.ndim == 4 else images[None]
         return embed_image_batch(encoder, batch)
@@ -108,8 +108,6 @@ def embed_image_files(
     Decoding runs in `workers` processes (`fewshot.data.images.stream_images`); files that
     cannot be read are reported in ``failures`` as ``(path, reason)`` and skipped.
     """
-    from fewshot.data.images import stream_images
-
     paths = [Path(p) for p in paths]
     bar = None
     if show_progress(progress):
@@ -141,7 +139,8 @@ class AddReport:
 
 
 def add_images(
-    index: EmbeddingIndex,
+    index: VectorIndex,
+    encoder: Encoder,
     paths: Sequence[str | os.PathLike[str]],
     *,
     batch_size: int = 64,
@@ -149,15 +148,12 @@ def add_images(
     progress: bool = False,
     skip_existing: bool = True,
 ) -> AddReport:
-    """Embed image files with ``index.encoder`` and add them under their absolute paths.
+    """Embed image files with `encoder` and add them to `index` under their absolute paths.
 
     Files already in the index are skipped (or, with ``skip_existing=False``, an error).
     Unreadable files are skipped and listed in the report. An index type that needs training
     is trained on the first embeddings, gathered until there are plenty (40 per list).
     """
-    from fewshot.index.index import EmbeddingIndexError
-
-    encoder = index._require_encoder()
     report = AddReport()
     todo: list[Path] = []
     seen: set[str] = set()

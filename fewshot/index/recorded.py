@@ -163,7 +163,7 @@ def encoder_record(index: Any) -> dict[str, Any] | None:
         return None
     encoder = index.encoder
     if encoder is None or not hasattr(encoder, "config"):
-        return index._encoder_record  # not rebuilt in this process: keep the record as loaded
+        return index.recorded_encoder  # not rebuilt in this process: keep the record as loaded
     config = encoder.config()
     if index.encoder_name == "clip":
         config = clip_config(encoder, config)

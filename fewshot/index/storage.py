@@ -16,6 +16,10 @@ sidecar points at (FAISS files, temporary sidecars) are deleted after the commit
 next writer (`remove_stale`). Loading checks the sidecar's fields, the FAISS file's checksum,
 and that the FAISS index agrees with the sidecar (dimension, metric, count), so a half-written
 index is never loaded.
+
+This module sees an index only through its public state (`VectorIndex.items`, `next_label`,
+`faiss_index`) when saving, and reads a save back as a `SavedIndex`, the parts from which
+`EmbeddingIndex.load` builds the index (`VectorIndex.from_parts`).
 """
 
 from __future__ import annotations
@@ -26,22 +30,41 @@ import os
 import re
 import secrets
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fewshot.errors import CheckpointError, check_format_header
+from fewshot.errors import CheckpointError
 from fewshot.faults import crash_point
+from fewshot.index.base import faiss_message, faiss_module
+from fewshot.index.sidecar import (
+    FAISS_NAME,
+    FORMAT,
+    FORMAT_VERSION,
+    SIDECAR,
+    check_faiss_agrees,
+    make_sidecar,
+    read_sidecar,
+)
+from fewshot.locking import exclusive_lock
 
 if TYPE_CHECKING:
-    from fewshot.encoders.base import Encoder
-    from fewshot.index.index import EmbeddingIndex
+    from fewshot.index.core import VectorIndex
 
-FORMAT = "fewshot-index"
-FORMAT_VERSION = 1
-SIDECAR = "index.json"
-_FAISS_NAME = re.compile(r"^index-[0-9a-f]{16}\.faiss$")
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SIDECAR",
+    "SavedIndex",
+    "is_index_dir",
+    "read_index",
+    "read_sidecar",
+    "remove_stale",
+    "save_index",
+]
+
 _TMP_NAME = re.compile(r"^\.index\.json\..*\.tmp$")
 
 
@@ -58,29 +81,34 @@ def _write_faiss_file(path: Path, payload: np.ndarray) -> None:
         os.fsync(handle.fileno())
 
 
-def save_index(index: EmbeddingIndex, directory: str | os.PathLike[str], *, lock: bool = True) -> Path:
+def save_index(
+    index: VectorIndex,
+    directory: str | os.PathLike[str],
+    *,
+    encoder: dict[str, Any] | None = None,
+    lock: bool = True,
+) -> Path:
     """Save `index` into `directory` (created if needed) so that a crash keeps the previous save.
 
-    With `lock` (the default) the save holds the directory's writer lock
-    (`fewshot.locking.exclusive_lock`); a caller that already holds it passes ``lock=False``.
+    `encoder` is the record of the index's encoder (`fewshot.index.recorded.encoder_record`),
+    stored as the sidecar's ``encoder``. With `lock` (the default) the save holds the
+    directory's writer lock (`fewshot.locking.exclusive_lock`); a caller that already holds it
+    passes ``lock=False``.
     """
-    from fewshot.locking import exclusive_lock
-
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"{directory} exists and is not a directory")
     if not lock:
-        return _save(index, directory)
+        return _save(index, encoder, directory)
     with exclusive_lock(directory.expanduser().resolve(), "this index"):
-        return _save(index, directory)
+        return _save(index, encoder, directory)
 
 
-def _save(index: EmbeddingIndex, directory: Path) -> Path:
-    from fewshot.index.index import _faiss
-
-    payload = _faiss().serialize_index(index.faiss_index)
+def _save(index: VectorIndex, encoder: dict[str, Any] | None, directory: Path) -> Path:
+    payload = faiss_module().serialize_index(index.faiss_index)
     faiss_name = f"index-{secrets.token_hex(8)}.faiss"
-    encoded = json.dumps(_sidecar(index, payload, faiss_name), allow_nan=False, separators=(",", ":"))
+    sidecar = make_sidecar(index, encoder, payload, faiss_name)
+    encoded = json.dumps(sidecar, allow_nan=False, separators=(",", ":"))
     directory.mkdir(parents=True, exist_ok=True)
     crash_point("index.save.start")
     faiss_path = directory / faiss_name
@@ -94,31 +122,6 @@ def _save(index: EmbeddingIndex, directory: Path) -> Path:
     crash_point("index.save.committed")
     remove_stale(directory, keep=faiss_name)
     return directory
-
-
-def _sidecar(index: EmbeddingIndex, payload: np.ndarray, faiss_name: str) -> dict[str, Any]:
-    from fewshot import __version__
-    from fewshot.index.recorded import encoder_record
-
-    labels, ids, metadata = [], [], []
-    for label, key, meta in index._items():
-        labels.append(label)
-        ids.append(key)
-        metadata.append(meta)
-    return {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "toolkit_version": __version__,
-        "dim": index.dim,
-        "metric": index.metric,
-        "factory": index.factory,
-        "encoder": encoder_record(index),
-        "faiss_file": faiss_name,
-        "faiss_bytes": int(payload.nbytes),
-        "faiss_sha256": hashlib.sha256(memoryview(payload)).hexdigest(),
-        "next_label": len(index._keys),
-        "items": {"labels": labels, "ids": ids, "metadata": metadata},
-    }
 
 
 def _write_sidecar(directory: Path, encoded: bytes) -> None:
@@ -156,7 +159,7 @@ def remove_stale(directory: str | os.PathLike[str], keep: str | None = None) -> 
             return []  # no valid sidecar: nothing can be told apart, leave everything
     removed = []
     for path in sorted(directory.iterdir()):
-        faiss_orphan = _FAISS_NAME.match(path.name) and path.name != keep
+        faiss_orphan = FAISS_NAME.match(path.name) and path.name != keep
         if faiss_orphan or _TMP_NAME.match(path.name):
             path.unlink(missing_ok=True)
             removed.append(path.name)
@@ -175,72 +178,6 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def read_sidecar(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """The validated sidecar of a saved index.
-
-    Raises:
-        CheckpointError: no index there, or a sidecar that is damaged, foreign, of another format
-            version, or inconsistent.
-    """
-    directory = Path(directory)
-    path = directory / SIDECAR
-    if not directory.is_dir():
-        raise CheckpointError(f"no index directory at {directory}")
-    if not path.is_file():
-        raise CheckpointError(f"{directory} holds no saved index ({SIDECAR} is missing)")
-    try:
-        sidecar = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is damaged (not valid JSON: {err})") from err
-    sidecar = check_format_header(sidecar, path, FORMAT, FORMAT_VERSION, "fewshot index sidecar")
-    _check_fields(sidecar, path)
-    return sidecar
-
-
-def _fail(path: Path, what: str):
-    raise CheckpointError(f"{path} is damaged or inconsistent: {what}")
-
-
-def _check_fields(sidecar: dict[str, Any], path: Path) -> None:
-    from fewshot.index.index import METRICS
-    from fewshot.index.recorded import check_record_shape
-
-    def is_int(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    if not is_int(sidecar.get("dim")) or sidecar["dim"] < 1:
-        _fail(path, f"bad dimension {sidecar.get('dim')!r}")
-    if sidecar.get("metric") not in METRICS:
-        _fail(path, f"unknown metric {sidecar.get('metric')!r}")
-    if not isinstance(sidecar.get("factory"), str) or not sidecar["factory"]:
-        _fail(path, "missing factory string")
-    if not isinstance(sidecar.get("faiss_file"), str) or not _FAISS_NAME.match(sidecar["faiss_file"]):
-        _fail(path, f"bad FAISS file name {sidecar.get('faiss_file')!r}")
-    if not is_int(sidecar.get("faiss_bytes")) or not isinstance(sidecar.get("faiss_sha256"), str):
-        _fail(path, "missing FAISS file size or checksum")
-    if not check_record_shape(sidecar.get("encoder")):
-        _fail(path, "bad encoder record")
-    items = sidecar.get("items")
-    if not isinstance(items, dict):
-        _fail(path, "missing items")
-    labels, ids, metadata = items.get("labels"), items.get("ids"), items.get("metadata")
-    if not (isinstance(labels, list) and isinstance(ids, list) and isinstance(metadata, list)):
-        _fail(path, "items must hold lists of labels, ids and metadata")
-    if not len(labels) == len(ids) == len(metadata):
-        _fail(path, f"{len(labels)} labels, {len(ids)} ids and {len(metadata)} metadata entries")
-    next_label = sidecar.get("next_label")
-    if not is_int(next_label) or next_label < len(labels):
-        _fail(path, f"bad next_label {next_label!r}")
-    if not all(is_int(label) and 0 <= label < next_label for label in labels) or len(set(labels)) != len(
-        labels
-    ):
-        _fail(path, "FAISS ids must be distinct integers below next_label")
-    if not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
-        _fail(path, "ids must be distinct strings")
-    if not all(m is None or isinstance(m, dict) for m in metadata):
-        _fail(path, "metadata entries must be objects or null")
 
 
 def _read_files(directory: Path, attempts: int = 3) -> tuple[dict[str, Any], np.ndarray]:
@@ -270,57 +207,52 @@ def _read_files(directory: Path, attempts: int = 3) -> tuple[dict[str, Any], np.
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def load_index(
-    directory: str | os.PathLike[str], encoder: Encoder | None = None, device: str = "auto"
-) -> EmbeddingIndex:
-    """Load and validate an index saved by `save_index`.
+@dataclass(frozen=True)
+class SavedIndex:
+    """A saved index read back and checked: the parts `VectorIndex.from_parts` takes."""
+
+    directory: Path
+    faiss_index: Any
+    dim: int
+    metric: str
+    factory: str
+    labels: list[int]
+    ids: list[str]
+    metadata: list[dict[str, Any] | None]
+    next_label: int
+    encoder: dict[str, Any] | None  # the encoder record, see `fewshot.index.recorded`
+
+    @property
+    def sidecar_path(self) -> Path:
+        return self.directory / SIDECAR
+
+
+def read_index(directory: str | os.PathLike[str]) -> SavedIndex:
+    """Read and validate an index saved by `save_index`: the sidecar's fields, the FAISS file's
+    checksum, and that the FAISS index agrees with the sidecar (dimension, metric, ids).
 
     Raises:
         CheckpointError: missing, damaged, foreign or mismatched files.
     """
-    from fewshot.index.index import EmbeddingIndex, EmbeddingIndexError, _faiss, _faiss_message
-
-    faiss = _faiss()
+    faiss = faiss_module()
     directory = Path(directory)
     sidecar, payload = _read_files(directory)
     faiss_path = directory / sidecar["faiss_file"]
     try:
         raw = faiss.deserialize_index(payload)
     except RuntimeError as err:
-        raise CheckpointError(f"{faiss_path} is not a readable FAISS index: {_faiss_message(err)}") from err
-    try:
-        index = EmbeddingIndex(sidecar["dim"], sidecar["metric"], sidecar["factory"], device=device)
-    except EmbeddingIndexError as err:
-        raise CheckpointError(f"{directory / SIDECAR}: {err}") from err
+        raise CheckpointError(f"{faiss_path} is not a readable FAISS index: {faiss_message(err)}") from err
+    check_faiss_agrees(raw, sidecar, directory)
     items = sidecar["items"]
-    expected_metric = index._faiss_metric()
-    if raw.d != index.dim or raw.metric_type != expected_metric:
-        raise CheckpointError(
-            f"{directory}: the FAISS index is {raw.d}-d with metric {raw.metric_type} but {SIDECAR} "
-            f"says {index.dim}-d {index.metric}"
-        )
-    if raw.ntotal != len(items["ids"]):
-        raise CheckpointError(
-            f"{directory}: the FAISS index holds {raw.ntotal} vectors but {SIDECAR} "
-            f"lists {len(items['ids'])} items"
-        )
-    if isinstance(raw, faiss.IndexIDMap):
-        stored = np.sort(faiss.vector_to_array(raw.id_map))
-        if not np.array_equal(stored, np.sort(np.asarray(items["labels"], dtype=np.int64))):
-            raise CheckpointError(f"{directory}: the FAISS ids differ from those listed in {SIDECAR}")
-    index._index = raw
-    next_label = sidecar["next_label"]
-    index._keys = [None] * next_label
-    index._meta = [None] * next_label
-    for label, key, meta in zip(items["labels"], items["ids"], items["metadata"], strict=True):
-        index._keys[label] = key
-        index._meta[label] = meta
-    index._lookup = None  # built when first needed
-    index._count = len(items["ids"])
-    record = sidecar.get("encoder")
-    index._encoder_record = record
-    index._source = str(directory)
-    index.encoder_name = record["name"] if record else None
-    if encoder is not None:
-        index.attach_encoder(encoder, name=index.encoder_name)
-    return index
+    return SavedIndex(
+        directory=directory,
+        faiss_index=raw,
+        dim=sidecar["dim"],
+        metric=sidecar["metric"],
+        factory=sidecar["factory"],
+        labels=items["labels"],
+        ids=items["ids"],
+        metadata=items["metadata"],
+        next_label=sidecar["next_label"],
+        encoder=sidecar.get("encoder"),
+    )
