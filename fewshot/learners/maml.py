@@ -29,7 +29,7 @@ from torch import nn
 from fewshot.encoders.base import Encoder
 from fewshot.errors import FewshotError
 from fewshot.learners import maml_strategies as strategies
-from fewshot.learners.base import FewShotLearner
+from fewshot.learners.base import ADAPTIVE, FewShotLearner
 from fewshot.learners.maml_strategies import STRATEGIES, Forward, Params, Strategy, task_loss
 from fewshot.sampling import Episode
 
@@ -78,7 +78,7 @@ class MAML(FewShotLearner):
     -> ``(M, N)``.
     """
 
-    frozen_encoder = False
+    kind = ADAPTIVE
     default_train_ways = 5
 
     def __init__(
@@ -323,10 +323,6 @@ class MAML(FewShotLearner):
         return strategies.batch_query_logits(
             self, strategy, support_x, support_y, query_x, steps, False
         ).argmax(-1)
-
-    def config(self) -> dict:
-        names = ("ways", "inner_lr", "inner_steps", "test_inner_steps", "first_order", "head_only")
-        return {name: getattr(self, name) for name in (*names, "learn_inner_lr", "strategy")}
 
     def train_defaults(self) -> dict:
         """Meta-training settings of the MAML paper for this head width (meta-batch, no lr decay)."""
