@@ -270,7 +270,7 @@ def info_command(
     from fewshot.index.recorded import verify_record
 
     index = EmbeddingIndex.load(directory, device="cpu")
-    record = index._encoder_record
+    record = index.recorded_encoder
     if record is not None:
         verify_record(record, directory)
     info = index.describe()
