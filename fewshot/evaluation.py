@@ -167,6 +167,22 @@ def _evaluate_episode_blocks(
     return torch.cat(accuracies).numpy()
 
 
+def _new_sampler(labels, episode_file: str | None, ways: int, shots: int, queries: int, **settings: Any):
+    """The episodes saved in `episode_file`, or new ones drawn with these settings."""
+    if episode_file:
+        return EpisodeFile(episode_file, labels)
+    return EpisodeSampler(labels, ways, shots, queries, **settings)
+
+
+def _save_episodes(sampler: EpisodeSampler | EpisodeFile, path: str) -> None:
+    if not isinstance(sampler, EpisodeSampler):
+        raise FewshotError("episodes read from a file cannot be saved again: copy the file instead")
+    try:
+        sampler.save(path)
+    except OSError as err:
+        raise FewshotError(f"cannot write episodes to {path}: {err.strerror or err}") from err
+
+
 def evaluate(
     learner,
     data: LabeledTensors,
@@ -224,11 +240,10 @@ def evaluate(
     names = getattr(data, "class_names", None)
     if not cached:  # checked once per call; on the cached path `encode_batched` checks what it embeds
         items = learner._check_batch(items, "data.data")
-    if sampler is None and episode_file:
-        sampler = EpisodeFile(episode_file, data.labels)
-    elif sampler is None:
-        sampler = EpisodeSampler(
+    if sampler is None:
+        sampler = _new_sampler(
             data.labels,
+            episode_file,
             ways,
             shots,
             queries,
@@ -238,12 +253,7 @@ def evaluate(
             class_names=names,
         )
     if save_episodes:
-        if not isinstance(sampler, EpisodeSampler):
-            raise FewshotError("episodes read from a file cannot be saved again: copy the file instead")
-        try:
-            sampler.save(save_episodes)
-        except OSError as err:
-            raise FewshotError(f"cannot write episodes to {save_episodes}: {err.strerror or err}") from err
+        _save_episodes(sampler, save_episodes)
     learner = learner.to(device).eval()
     started = time.perf_counter()
     with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not show_progress(progress)) as bar:

@@ -169,10 +169,7 @@ def _train_locked(
         episodes=config.steps * config.meta_batch,
         seed=config.seed,
     )
-    optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=config.lr_step if config.lr_step > 0 else config.steps + 1, gamma=config.lr_gamma
-    )
+    optimizer, schedule = _optimiser(learner, config)
     amp_dtype = autocast_dtype(device) if config.mixed_precision else None
     # float16 (GPUs without bfloat16) needs loss scaling; bfloat16 and float32 do not.
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -183,13 +180,7 @@ def _train_locked(
     start_step = run["step"]
     write_log(files.log, run["rows"])  # drops rows a killed run wrote after its last state
 
-    meta = dict(metadata or {})
-    meta["train"] = {k: v for k, v in asdict(config).items() if k != "device"}
-    meta["dataset"] = {k: v for k, v in train_data.info.items() if k != "preprocessing"}
-    if "preprocessing" not in meta:
-        prep = preprocessing_from_data(train_data)
-        if prep is not None:
-            meta["preprocessing"] = prep.to_dict()
+    meta = _checkpoint_metadata(metadata, config, train_data)
 
     learner.train()
     window = [0.0, 0.0, 0]  # loss sum, accuracy sum, episodes since the last validation
@@ -201,10 +192,6 @@ def _train_locked(
     # Skip the episodes a resumed run has already seen, so the sequence stays the seed's.
     for _ in range(start_step * config.meta_batch):
         next(episodes)
-    # Learners with meta_batch_backward(episodes, autocast, scale) (``runs_meta_batch``) get the
-    # meta-batch in one call and accumulate its gradient themselves (vectorised, or freeing each
-    # task's graph early); others get episode_loss per episode.
-    batch_backward = learner.meta_batch_backward if learner.runs_meta_batch else None
 
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
@@ -216,20 +203,7 @@ def _train_locked(
     try:
         for step in range(first, config.steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            if batch_backward is not None:  # the learner runs the whole meta-batch itself (MAML)
-                batch = [gather() for _ in range(config.meta_batch)]
-                loss_value, acc_value = batch_backward(batch, autocast=autocast, scale=scaler.scale)
-                window[0] += loss_value * config.meta_batch
-                window[1] += acc_value * config.meta_batch
-                window[2] += config.meta_batch
-            for _ in range(config.meta_batch if batch_backward is None else 0):
-                episode = gather()
-                with autocast():
-                    loss, acc = learner.episode_loss(episode)
-                scaler.scale(loss / config.meta_batch).backward()
-                window[0] += loss.item()
-                window[1] += acc.item()
-                window[2] += 1
+            _accumulate_gradient(learner, gather, autocast, scaler, config.meta_batch, window)
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
@@ -258,6 +232,53 @@ def _train_locked(
         checkpoint=str(files.out),
         resumed_from=start_step,
     )
+
+
+def _optimiser(learner: FewShotLearner, config: TrainConfig):
+    """Adam and its step schedule (``lr_step = 0``: a constant learning rate)."""
+    optimizer = torch.optim.Adam(learner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=config.lr_step if config.lr_step > 0 else config.steps + 1, gamma=config.lr_gamma
+    )
+    return optimizer, schedule
+
+
+def _checkpoint_metadata(metadata: dict[str, Any] | None, config: TrainConfig, train_data: LabeledTensors):
+    """The checkpoint's metadata: the caller's, plus the training settings, data set and preprocessing."""
+    meta = dict(metadata or {})
+    meta["train"] = {k: v for k, v in asdict(config).items() if k != "device"}
+    meta["dataset"] = {k: v for k, v in train_data.info.items() if k != "preprocessing"}
+    if "preprocessing" not in meta:
+        prep = preprocessing_from_data(train_data)
+        if prep is not None:
+            meta["preprocessing"] = prep.to_dict()
+    return meta
+
+
+def _accumulate_gradient(
+    learner: FewShotLearner, gather, autocast, scaler, meta_batch: int, window: list
+) -> None:
+    """One meta-step's gradient into ``.grad``; adds its loss, accuracy and episode count to `window`.
+
+    A learner that ``runs_meta_batch`` gets the meta-batch in one ``meta_batch_backward`` call and
+    accumulates its gradient itself (vectorised, or freeing each task's graph early: MAML);
+    others get ``episode_loss`` per episode.
+    """
+    if learner.runs_meta_batch:
+        batch = [gather() for _ in range(meta_batch)]
+        loss_value, acc_value = learner.meta_batch_backward(batch, autocast=autocast, scale=scaler.scale)
+        window[0] += loss_value * meta_batch
+        window[1] += acc_value * meta_batch
+        window[2] += meta_batch
+        return
+    for _ in range(meta_batch):
+        episode = gather()
+        with autocast():
+            loss, acc = learner.episode_loss(episode)
+        scaler.scale(loss / meta_batch).backward()
+        window[0] += loss.item()
+        window[1] += acc.item()
+        window[2] += 1
 
 
 def _validate(learner, files, config, val_data, device, meta, run, window, started, schedule) -> None:
