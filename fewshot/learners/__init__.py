@@ -22,6 +22,7 @@ LEARNERS.register("classifier", "fewshot.learners.classifier:Classifier")
 LEARNERS.register("zeroshot", "fewshot.learners.zeroshot:ZeroShot")
 LEARNERS.register("tip-adapter", "fewshot.learners.tip_adapter:TipAdapter")
 LEARNERS.register("tip-adapter-f", "fewshot.learners.tip_adapter:TipAdapterF")
+LEARNERS.register("matching", "fewshot.learners.matching:MatchingNet")
 
 
 def create_learner(name: str, encoder: Any, **kwargs: Any):
