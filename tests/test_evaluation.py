@@ -136,3 +136,52 @@ def test_only_items_used_by_the_episodes_are_embedded(blobs):
         progress=False,
     )
     assert result.per_episode == full.per_episode
+
+
+# -- the path follows the learner's declared kind ------------------------------------------
+
+
+def test_the_path_follows_the_declared_kind(blobs, monkeypatch):
+    """EMBEDDING learners run on cached embeddings (batched when they can), ADAPTIVE ones per episode."""
+    import fewshot.evaluation as evaluation
+
+    paths: list[str] = []
+    for name in ("_evaluate_cached", "_evaluate_per_episode"):
+        original = getattr(evaluation, name)
+
+        def spy(*args, original=original, name=name, **kwargs):
+            paths.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(evaluation, name, spy)
+
+    class AdaptingProtoNet(ProtoNet):  # the same algorithm declared as adapting: fitted per episode
+        kind = "adaptive"
+
+        def _fit(self, support_x, support_y):
+            return self._fit_embeddings(self.encoder(support_x), support_y)
+
+        def logits(self, query_x):
+            return self.logits_embeddings(self.encoder(query_x))
+
+    kwargs = dict(ways=3, shots=2, queries=3, episodes=4, progress=False, device="cpu")
+    cached = evaluate(ProtoNet(IdentityEncoder(16)), blobs, **kwargs)
+    raw = evaluate(AdaptingProtoNet(IdentityEncoder(16)), blobs, **kwargs)
+    assert paths == ["_evaluate_cached", "_evaluate_per_episode"]
+    np.testing.assert_allclose(cached.per_episode, raw.per_episode)
+
+
+def test_fixed_class_classifier_is_refused(blobs):
+    from fewshot.learners.classifier import Classifier
+
+    with pytest.raises(FewshotError, match="fixed-class classifier"):
+        evaluate(Classifier(IdentityEncoder(16), ["a", "b", "c"]), blobs, ways=3, progress=False)
+
+
+def test_training_refuses_a_learner_that_cannot_be_meta_trained(tmp_path, blobs):
+    from fewshot.learners.simpleshot import SimpleShot
+    from fewshot.training import TrainConfig, train
+
+    with pytest.raises(FewshotError, match="cannot be meta-trained"):
+        train(SimpleShot(IdentityEncoder(16)), blobs, tmp_path / "m.safetensors", TrainConfig(steps=1))
+    assert not list(tmp_path.iterdir())
