@@ -30,10 +30,10 @@ def resolve_learner(
     command gives the same numbers. ``metadata["from_checkpoint"]`` says whether weights were
     loaded from a checkpoint; ``metadata["weights"]`` describes them otherwise.
     """
-    from fewshot.checkpoints import load_learner
     from fewshot.encoders import ENCODERS
     from fewshot.errors import CheckpointError, FewshotError
     from fewshot.learners import LEARNERS
+    from fewshot.model_loading import load_learner
     from fewshot.seeding import seeded
 
     if method is not None:

@@ -90,9 +90,9 @@ def predict_command(
     """Classify images given a support folder (or with a fine-tuned classifier): path,label,probability."""
     from fewshot_cli.models import resolve_learner
 
-    from fewshot.checkpoints import atomic_write_bytes
     from fewshot.device import resolve_device
     from fewshot.errors import FewshotError
+    from fewshot.fileio import atomic_write_bytes
     from fewshot.outputs import check_writable
     from fewshot.prediction import predict_images
     from fewshot.preprocessing import preprocessing_from_metadata

@@ -26,7 +26,7 @@ _LAZY = {
     "EvalResult": "fewshot.evaluation",
     "train": "fewshot.training",
     "TrainConfig": "fewshot.training",
-    "load_learner": "fewshot.checkpoints",
+    "load_learner": "fewshot.model_loading",
     "save_checkpoint": "fewshot.checkpoints",
     "load_omniglot": "fewshot.data.omniglot",
     "LabeledTensors": "fewshot.data.tensors",

@@ -3,49 +3,30 @@
 A checkpoint is one ``.safetensors`` file. Its header metadata holds a JSON document under
 the key ``"fewshot"``: which learner and encoder to rebuild (registry names and constructor
 arguments), the data set, split and image size it was trained on, the validation score and
-the toolkit version. `load_learner` rebuilds the model from the registries and loads the
-weights; a truncated, foreign or tampered file raises `CheckpointError`.
+the toolkit version. `fewshot.model_loading.load_learner` (re-exported here) rebuilds the
+model from the registries and loads the weights; a truncated, foreign or tampered file raises
+`CheckpointError`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fewshot.errors import CheckpointError, FewshotError, check_format_header
+from fewshot.errors import CheckpointError, check_format_header
+from fewshot.fileio import atomic_write_bytes
+from fewshot.lazy import lazy_attributes
 
 FORMAT = "fewshot-checkpoint"
 FORMAT_VERSION = 1
 META_KEY = "fewshot"
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> Path:
-    """Write `payload` to `path` so that a crash leaves either the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+# Kept importable from here; the registries it needs sit above this module.
+__getattr__, __dir__ = lazy_attributes(__name__, {"load_learner": "fewshot.model_loading"})
 
 
 def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, metadata: dict[str, Any]) -> Path:
@@ -126,32 +107,6 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
             f"{path}: its weights do not match the digest in its metadata (tampered or damaged)"
         )
     return tensors, meta
-
-
-def load_learner(path: str | os.PathLike[str], device: torch.device | str = "cpu"):
-    """Rebuild the learner saved in a checkpoint. Returns ``(learner, metadata)``."""
-    from fewshot.encoders import ENCODERS
-    from fewshot.learners import LEARNERS
-
-    tensors, meta = read_checkpoint(path)
-    try:
-        encoder = ENCODERS.create(meta["encoder"], **meta.get("encoder_config", {}))
-        learner = LEARNERS.get(meta["learner"])(encoder, **meta.get("learner_config", {}))
-    except CheckpointError:
-        raise
-    except (FewshotError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(
-            f"{path}: its metadata does not describe a model this toolkit can build "
-            f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
-        ) from err
-    try:
-        learner.load_state_dict(tensors, strict=True)
-    except (KeyError, TypeError, RuntimeError) as err:
-        raise CheckpointError(
-            f"{path}: its weights do not match the model its metadata describes "
-            f"({' '.join(str(err).split())[:300]})"
-        ) from err
-    return learner.to(device).eval(), meta
 
 
 def learner_metadata(learner_name: str, encoder_name: str, learner: Any) -> dict[str, Any]:

@@ -212,8 +212,8 @@ def open_run(out: Path, settings: dict, resume: bool, command: str, what: str) -
     ``resume=False``, deletes it) and marks ``run.json`` as running; the block ends the run
     with `finish_run`. Crash point ``<command>.started`` follows the mark.
     """
-    from fewshot.checkpoints import atomic_write_bytes
     from fewshot.faults import crash_point
+    from fewshot.fileio import atomic_write_bytes
     from fewshot.locking import exclusive_lock
 
     files = RunFiles(out)
@@ -230,8 +230,8 @@ def open_run(out: Path, settings: dict, resume: bool, command: str, what: str) -
 
 def finish_run(files: RunFiles, settings: dict, command: str, **fields: Any) -> None:
     """Mark the run done in ``run.json`` with its result `fields` (crash point ``<command>.done``)."""
-    from fewshot.checkpoints import atomic_write_bytes
     from fewshot.faults import crash_point
+    from fewshot.fileio import atomic_write_bytes
 
     atomic_write_bytes(files.summary, summary_document(settings, "done", **fields))
     crash_point(f"{command}.done")
@@ -253,7 +253,7 @@ def save_state(path: Path, state: dict[str, Any], device: Any) -> None:
 
     import torch
 
-    from fewshot.checkpoints import atomic_write_bytes
+    from fewshot.fileio import atomic_write_bytes
 
     state = {**state, "torch_rng": torch.get_rng_state()}
     if device.type == "cuda":

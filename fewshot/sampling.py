@@ -334,7 +334,7 @@ class EpisodeSampler:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        from fewshot.checkpoints import atomic_write_bytes
+        from fewshot.fileio import atomic_write_bytes
 
         buffer = io.BytesIO()
         np.savez(

@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fewshot.checkpoints import atomic_write_bytes
 from fewshot.errors import CheckpointError
+from fewshot.fileio import atomic_write_bytes
 from fewshot.runs import data_description, load_state, save_state
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance  # a `fewshot.training.TrainConfig`, kept unimported
+
     from fewshot.data.tensors import LabeledTensors
     from fewshot.learners.base import FewShotLearner
-    from fewshot.training import TrainConfig
 
 LOG_HEADER = ["step", "train_loss", "train_accuracy", "val_accuracy", "lr", "seconds"]
 
@@ -38,7 +39,7 @@ def run_settings(
     learner: FewShotLearner,
     train_data: LabeledTensors,
     val_data: LabeledTensors | None,
-    config: TrainConfig,
+    config: DataclassInstance,
     metadata: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """What defines a run: the model, the data (with a digest) and every hyperparameter.

@@ -162,8 +162,8 @@ def compact_omniglot(root: Path) -> list[Path]:
 
     import numpy as np
 
-    from fewshot.checkpoints import atomic_write_bytes
     from fewshot.data.omniglot_files import SET_NAMES, load_official
+    from fewshot.fileio import atomic_write_bytes
 
     written = []
     for name in SET_NAMES:

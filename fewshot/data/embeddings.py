@@ -48,7 +48,7 @@ def save_embeddings(
     Raises:
         DataError: shapes or labels do not fit together, or `info` is not JSON-able.
     """
-    from fewshot.checkpoints import atomic_write_bytes
+    from fewshot.fileio import atomic_write_bytes
 
     if isinstance(vectors, torch.Tensor):
         vectors = vectors.detach().cpu().numpy()

@@ -152,7 +152,7 @@ def report_skipped(skipped: list[tuple[Path, str]], root: Path, shown: int = 5) 
     lines = [f"{path}: {reason}" for path, reason in skipped]
     message = f"skipped {len(skipped)} file(s) or folder(s) in {root}: " + "; ".join(lines[:shown])
     if len(skipped) > shown:
-        from fewshot.checkpoints import atomic_write_bytes
+        from fewshot.fileio import atomic_write_bytes
 
         listing = skipped_list_path(root)
         try:

@@ -158,7 +158,7 @@ def official_alphabets(root: Path) -> list[tuple[str, int, int, str]]:
 
 def write_alphabets_tsv(rows: list[tuple[str, int, int, str]], path: Path) -> Path:
     """Write the alphabet table in the ``alphabets.tsv`` format, atomically."""
-    from fewshot.checkpoints import atomic_write_bytes
+    from fewshot.fileio import atomic_write_bytes
 
     lines = ["first_id\tlast_id\talphabet\tset"]
     lines += [f"{first}\t{last}\t{alphabet}\t{set_name}" for alphabet, first, last, set_name in rows]

@@ -156,7 +156,7 @@ def plot_rows(rows: list[CompareRow], path: str | Path, title: str = "") -> Path
         raise FewshotError(
             "plotting needs matplotlib: pip install 'fewshot[plot]' (or pip install matplotlib)"
         ) from err
-    from fewshot.checkpoints import atomic_write_bytes
+    from fewshot.fileio import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     shots = sorted({r.shots for r in rows})

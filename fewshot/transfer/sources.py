@@ -61,7 +61,7 @@ def resolve_encoder(
         spec = str(DEFAULT_CHECKPOINT)
     path = Path(spec).expanduser()
     if path.suffix == ".safetensors" or path.is_file():
-        from fewshot.checkpoints import load_learner
+        from fewshot.model_loading import load_learner
 
         learner, meta = load_learner(path, device)
         return EncoderSource(
