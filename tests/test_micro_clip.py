@@ -87,7 +87,7 @@ def test_training_script_regenerates_weights(tmp_path):
 
 def test_trainer_writes_beside_the_user_by_default_never_the_shipped_file(monkeypatch, tmp_path):
     import fewshot.encoders.clip as clip
-    import fewshot.zeroshot.micro_clip as micro
+    import fewshot.tools.micro_clip_train as micro
 
     written = []
     monkeypatch.setattr(micro, "train", lambda out, **kw: written.append(out) or out)
