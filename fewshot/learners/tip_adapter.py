@@ -5,7 +5,8 @@ The cache holds the support embeddings (keys, L2-normalised) and their one-hot l
 
     logits = s * f @ W.T + alpha * exp(-beta * (1 - f @ keys.T)) @ values
 
-where ``W`` are the text prototypes of the episode's classes and ``s`` the CLIP logit scale.
+where ``W`` are the text prototypes of the episode's classes (`fewshot.zeroshot.prompts.text_prototypes`,
+through `ZeroShot.text_prototypes`) and ``s`` the CLIP logit scale.
 
 Choosing ``alpha`` and ``beta`` uses the support set only, never the queries: every pair of
 the grids is scored by leave-one-out on the support set (each support item is classified by

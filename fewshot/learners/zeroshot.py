@@ -2,9 +2,10 @@
 
 The episode's support images are ignored; the names of its classes reach the learner through
 ``set_class_names(names)`` (called by `fewshot.evaluation.evaluate` before every ``fit``,
-because ``uses_class_names = True``). Text embeddings are computed by
-`fewshot.zeroshot.classifier.ZeroShotClassifier` and cached per class name, so an evaluation
-embeds every class's prompts once.
+because ``uses_class_names = True``). Text prototypes come from
+`fewshot.zeroshot.prompts.text_prototypes`, cached per class name, so an evaluation embeds
+every class's prompts once. `ZeroShot` is the one zero-shot implementation: the classifier of
+fixed classes, `fewshot.zeroshot.classifier.ZeroShotClassifier`, is a thin subclass of it.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ import torch
 from fewshot.errors import FewshotError, NotFittedError
 from fewshot.learners.base import EMBEDDING, FewShotLearner
 from fewshot.scoring import prototype_logits
+from fewshot.zeroshot.prompts import check_class_names, check_text_encoder, text_prototypes
 
 
 class TextPrototypes:
-    """Per-class-name cache of CLIP text prototypes ``(d,)`` (normalised mean over templates)."""
+    """Per-class-name cache of `text_prototypes` rows ``(d,)``: an evaluation embeds every
+    class's prompts once, however many episodes it appears in."""
 
     def __init__(self, encoder, templates: str | Sequence[str] | None) -> None:
-        if not hasattr(encoder, "encode_text"):
-            raise FewshotError(
-                f"{type(encoder).__name__} has no text tower: zero-shot methods need a CLIP "
-                "encoder (--encoder clip)"
-            )
+        check_text_encoder(encoder)
         self.encoder, self.templates = encoder, templates
         self._cache: dict[str, torch.Tensor] = {}
 
@@ -34,10 +33,8 @@ class TextPrototypes:
         """``(N, d)`` text prototypes of ``names``, in order."""
         missing = [n for n in dict.fromkeys(names) if n not in self._cache]
         if missing:
-            from fewshot.zeroshot.classifier import ZeroShotClassifier
-
-            embeddings = ZeroShotClassifier(self.encoder, missing, self.templates).class_embeddings()
-            self._cache.update(zip(missing, embeddings.float(), strict=True))
+            embeddings = text_prototypes(self.encoder, check_class_names(missing), self.templates)
+            self._cache.update(zip(missing, embeddings, strict=True))
         return torch.stack([self._cache[n] for n in names])
 
 
@@ -114,3 +111,13 @@ class ZeroShot(FewShotLearner):
         self._check_fitted("prototypes_")
         prototypes = self.prototypes_.to(query_z.device)
         return prototype_logits(query_z.float(), prototypes, "cosine", self.logit_scale)
+
+    @property
+    def fitted(self) -> bool:
+        """True once ``fit`` has embedded the class prompts."""
+        return self.prototypes_ is not None
+
+    @torch.no_grad()
+    def proba_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(M, N)`` of image embeddings ``(M, d)`` (softmax of the logits)."""
+        return self.logits_embeddings(query_z).float().softmax(-1)

@@ -1,8 +1,11 @@
-"""Zero-shot classification: a ProtoNet whose prototypes come from text.
+"""Zero-shot classification among fixed class names: `ZeroShotClassifier`.
 
-Class embedding = mean of the L2-normalised embeddings of the class's prompts (one per
-template), normalised again; logits = ``logit_scale * cos(image, class)`` computed by the shared
-`fewshot.scoring.prototype_logits` (the CLIP recipe, as open_clip's zero-shot classifier).
+A thin subclass of the one zero-shot learner, `fewshot.learners.zeroshot.ZeroShot`, whose
+classes are given once, at construction: class embedding = `fewshot.zeroshot.prompts.text_prototypes`
+(the normalised mean of the normalised embeddings of the class's prompts, one per template);
+logits = ``logit_scale * cos(image, class)`` (the CLIP recipe, as open_clip's zero-shot
+classifier). It is of kind ``FIXED``: it predicts its own classes and needs no support set.
+This module adds the class-name parsing and the class-embeddings file.
 """
 
 from __future__ import annotations
@@ -12,28 +15,16 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from fewshot.errors import CheckpointError, FewshotError
-from fewshot.learners.base import FewShotLearner
-from fewshot.scoring import prototype_logits
-from fewshot.zeroshot.templates import fill, load_templates
+from fewshot.learners.base import FIXED
+from fewshot.learners.zeroshot import ZeroShot
+from fewshot.zeroshot.prompts import check_class_names, text_prototypes
+from fewshot.zeroshot.templates import load_templates
+
+__all__ = ["CLASS_EMBEDDINGS_FORMAT", "ZeroShotClassifier", "check_class_names", "parse_class_names"]
 
 CLASS_EMBEDDINGS_FORMAT = "fewshot-class-embeddings"
-
-
-def check_class_names(class_names: list[str] | tuple[str, ...]) -> list[str]:
-    """Stripped class names; raises on none, empty or duplicate names."""
-    names = [str(n).strip() for n in class_names]
-    if not names:
-        raise FewshotError("no class names given")
-    if any(not n for n in names):
-        raise FewshotError("class names must not be empty")
-    seen: set[str] = set()
-    duplicates = sorted({n for n in names if n in seen or seen.add(n)})
-    if duplicates:
-        raise FewshotError(f"duplicate class names: {', '.join(duplicates)}")
-    return names
 
 
 def parse_class_names(
@@ -52,7 +43,7 @@ def parse_class_names(
     return check_class_names([ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")] or [""])
 
 
-class ZeroShotClassifier(FewShotLearner):
+class ZeroShotClassifier(ZeroShot):
     """Classify images among `class_names` from text alone.
 
     Args:
@@ -63,10 +54,12 @@ class ZeroShotClassifier(FewShotLearner):
         scale: logit scale; None uses the encoder's learned ``logit_scale``.
 
     ``fit()`` embeds the prompts: ``prototypes_`` ``(C, d)`` normalised. ``logits(x)``:
-    images ``(M, 3, H, W)`` -> ``(M, C)``; ``logits_embeddings(z)``: ``(M, d)`` -> ``(M, C)``.
+    images ``(M, 3, H, W)`` -> ``(M, C)``; ``logits_embeddings(z)``: ``(M, d)`` -> ``(M, C)``;
+    ``proba_embeddings(z)``: ``(M, d)`` -> probabilities ``(M, C)``.
     """
 
-    frozen_encoder = True
+    kind = FIXED
+    uses_class_names = False  # its classes are its own, not an episode's
     fit_signature = "fit()"
 
     def __init__(
@@ -76,47 +69,28 @@ class ZeroShotClassifier(FewShotLearner):
         templates: str | list[str] | tuple[str, ...] | None = "simple",
         scale: float | None = None,
     ) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.class_names = check_class_names(class_names)
-        if len(self.class_names) < 2:
+        names = check_class_names(class_names)
+        if len(names) < 2:
             raise FewshotError(
-                f"only one class name ({self.class_names[0]!r}): zero-shot classification needs at least "
+                f"only one class name ({names[0]!r}): zero-shot classification needs at least "
                 "2 (with one, every image gets probability 1.0)"
             )
-        self.templates = load_templates(templates)
-        self.scale = scale
-        self.prototypes_: torch.Tensor | None = None
+        super().__init__(encoder, load_templates(templates), scale)
+        self.class_names = names
+        self.class_names_ = names
 
-    @property
-    def logit_scale(self) -> float:
-        return float(self.scale if self.scale is not None else self.encoder.logit_scale)
-
-    @torch.no_grad()
     def class_embeddings(self) -> torch.Tensor:
         """``(C, d)``: per class, the normalised mean of its normalised prompt embeddings."""
-        prompts = [fill(t, name) for name in self.class_names for t in self.templates]
-        z = self.encoder.encode_text(prompts).float()
-        z = z.reshape(len(self.class_names), len(self.templates), -1).mean(1)
-        return F.normalize(z, dim=-1)
+        return text_prototypes(self.encoder, self.class_names, self.templates)
 
     def fit(self, support_x: torch.Tensor | None = None, support_y: torch.Tensor | None = None):
         """Embed the class prompts (support items are not used: this is zero-shot). Returns self."""
         self.prototypes_ = self.class_embeddings()
         return self
 
-    def logits_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
-        """Logits ``(M, C)`` of image embeddings ``(M, d)``."""
-        self._check_fitted("prototypes_")
-        prototypes = self.prototypes_.to(query_z.device)
-        return prototype_logits(query_z.float(), prototypes, metric="cosine", scale=self.logit_scale)
-
     def logits(self, query_x: torch.Tensor) -> torch.Tensor:
         """Logits ``(M, C)`` of preprocessed images ``(M, 3, H, W)``."""
         return self.logits_embeddings(self.encoder.encode(query_x))
-
-    def config(self) -> dict:
-        return {"class_names": list(self.class_names), "templates": list(self.templates), "scale": self.scale}
 
     def _encoder_identity(self) -> dict:
         config = getattr(self.encoder, "config", dict)()
