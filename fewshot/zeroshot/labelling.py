@@ -129,15 +129,11 @@ def _error_row(path: Path | str, reason: str) -> dict:
 
 
 def _label_rows(batch, classifier, top_k: int, threshold: float | None) -> dict[str, dict]:
-    from fewshot.scoring import prototype_logits
-
     results: dict[str, dict] = {}
     if batch.images is not None:
         encoder, names = classifier.encoder, classifier.class_names
         with torch.inference_mode():
-            z = encoder.encode(batch.images)
-            prototypes = classifier.prototypes_.to(z.device)
-            probs = prototype_logits(z, prototypes, "cosine", classifier.logit_scale).float().softmax(-1)
+            probs = classifier.proba_embeddings(encoder.encode(batch.images))
             top_p, top_i = probs.topk(top_k, dim=-1)
         for path, ps, idx in zip(batch.paths, top_p.cpu().tolist(), top_i.cpu().tolist(), strict=True):
             top = [{"label": names[i], "probability": _round(p)} for p, i in zip(ps, idx, strict=True)]
@@ -240,7 +236,7 @@ def label_images(
     from fewshot.zeroshot.journal import Journal, RowFormat
     from fewshot.zeroshot.organize import label_folders
 
-    if classifier.prototypes_ is None:
+    if not classifier.fitted:
         classifier.fit()
     _check_options(classifier, top_k, threshold, organize, dest)
     top_k = min(top_k, len(classifier.class_names))
