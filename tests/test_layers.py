@@ -36,6 +36,8 @@ UNTANGLED = {
     "fewshot.tools.shapes",
     "fewshot.tools.micro_clip_train",
 }
+# the circles left (docs/ARCHITECTURE.md); a new one fails, removing one is welcome
+KNOWN_CIRCLES = [{"fewshot.transfer.finetune", "fewshot.transfer.finetune_loop"}]
 
 
 def _module_name(path: Path) -> str:
@@ -119,6 +121,11 @@ def test_nothing_in_the_library_imports_the_tools():
 def test_an_untangled_module_is_in_no_import_circle(name):
     for circle in _circles():
         assert name not in circle, f"{name} is in an import circle: {sorted(circle)}"
+
+
+def test_no_new_import_circle():
+    for circle in _circles():
+        assert any(circle <= known for known in KNOWN_CIRCLES), f"import circle: {sorted(circle)}"
 
 
 def test_moved_names_stay_importable_where_they_were():
