@@ -29,7 +29,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ import numpy as np
 
 from fewshot.errors import CheckpointError
 from fewshot.faults import crash_point
+from fewshot.fileio import atomic_write_bytes
 from fewshot.index.base import faiss_message, faiss_module
 from fewshot.index.sidecar import (
     FAISS_NAME,
@@ -126,25 +126,8 @@ def _save(index: VectorIndex, encoder: dict[str, Any] | None, directory: Path) -
 
 def _write_sidecar(directory: Path, encoded: bytes) -> None:
     """Write the sidecar under a temporary name, then rename it over ``index.json``."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{SIDECAR}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        crash_point("index.save.sidecar-written")
-        os.replace(tmp, directory / SIDECAR)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(directory / SIDECAR, encoded, crash_before_replace="index.save.sidecar-written")
     _fsync_dir(directory)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def remove_stale(directory: str | os.PathLike[str], keep: str | None = None) -> list[str]:
