@@ -146,17 +146,15 @@ def train_command(
             raise FewshotError(f"unknown metric {metric!r}; choose one of: euclidean, cosine")
         if "metric" not in inspect.signature(LEARNERS.get(method)).parameters:
             raise FewshotError(f"--metric does not apply to {method}")
-    from fewshot.learners.base import FewShotLearner
-
-    if getattr(LEARNERS.get(method), "episode_loss", None) is FewShotLearner.episode_loss:
+    if not learner_class.meta_trainable:
         raise FewshotError(
             f"method {method!r} has no meta-training loss; `fewshot train` trains "
-            f"{', '.join(n for n in LEARNERS.names() if _trainable(LEARNERS.get(n)))} "
+            f"{', '.join(n for n in LEARNERS.names() if LEARNERS.get(n).meta_trainable)} "
             "(use `fewshot finetune` for fine-tuning strategies)"
         )
     maml = method in MAML_METHODS
     if ways is None:
-        ways = getattr(learner_class, "default_train_ways", 60)
+        ways = learner_class.default_train_ways
     if (
         not maml
         and (inner_lr, inner_steps, test_inner_steps) != (None, None, None)
@@ -253,12 +251,6 @@ def _report(result, validated: bool, as_json: bool) -> None:
             f"({result.steps_done} steps, {result.seconds:.0f} s); checkpoint: {result.checkpoint}"
             f"{' (stopped early)' if result.stopped_early else ''}"
         )
-
-
-def _trainable(learner_class) -> bool:
-    from fewshot.learners.base import FewShotLearner
-
-    return getattr(learner_class, "episode_loss", None) is not FewShotLearner.episode_loss
 
 
 def _encoder_kwargs(encoder: str, channels: int, side: int) -> dict:
