@@ -11,6 +11,7 @@ ancestor is checked instead.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -46,7 +47,12 @@ def check_writable(path: str | os.PathLike[str], option: str) -> Path:
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".fewshot-write-check-")
     except OSError as err:
-        raise FewshotError(f"{option} {path} cannot be written: {err.strerror or err}") from None
+        reason = err.strerror or str(err)
+        if err.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
+            reason = "cannot create files there"
+        raise FewshotError(
+            f"{option} {path} cannot be written: {folder} is not writable ({reason})"
+        ) from None
     os.close(fd)
     os.unlink(probe)
     return path

@@ -12,12 +12,10 @@ may keep that checkpoint; a longer one need not validate there), so a longer run
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,35 +31,14 @@ RUN_VERSION = 1
 def check_output_file(
     path: str | os.PathLike[str], option: str = "--out", suffix: str = ".safetensors"
 ) -> Path:
-    """`path` if a file can be written there; otherwise one-line `FewshotError` naming `option`.
+    """`path` if a `suffix` file can be written there (`fewshot.outputs.check_writable`);
+    otherwise one-line `FewshotError` naming `option`. Creates nothing that stays."""
+    from fewshot.outputs import check_writable
 
-    Probes the nearest existing folder by creating (and removing) a temporary file: permission
-    bits say nothing for root, and some file systems (``/proc``) refuse new files whatever
-    they say. Creates nothing that stays.
-    """
     path = Path(path).expanduser()
-    if path.is_dir():
-        example = path / ("model" + (suffix or ".safetensors"))
-        raise FewshotError(f"{option} {path} is a folder; give a file path such as {example}")
-    if suffix and path.suffix != suffix:
+    if suffix and path.suffix != suffix and not path.is_dir():
         raise FewshotError(f"{option} must end in {suffix}, got {path}")
-    if path.exists() and not path.is_file():
-        raise FewshotError(f"{option} {path} exists and is not a regular file")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise FewshotError(f"{option} {path}: {parent} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=".fewshot-probe.")
-    except OSError as err:
-        reason = err.strerror or str(err)
-        if err.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
-            reason = "cannot create files there"
-        raise FewshotError(f"{option} {path} is not writable ({parent}: {reason})") from None
-    os.close(fd)
-    os.unlink(probe)
-    return path
+    return check_writable(path, option)
 
 
 @dataclass(frozen=True)
