@@ -144,10 +144,9 @@ def compare_command(
     if plot is not None:
         plot_rows(rows, plot, title)
     if as_json:
-        from fewshot_cli.evaluate import finite
+        from fewshot.runs import json_safe
 
-        rows_json = [{k: finite(v) for k, v in r.as_dict().items()} for r in rows]
-        typer.echo(json.dumps(rows_json, allow_nan=False))
+        typer.echo(json.dumps(json_safe([r.as_dict() for r in rows]), allow_nan=False))
         return
     typer.echo(f"{title}, {rows[0].n_episodes} episodes per column (accuracy % +- 95% CI)")
     typer.echo(format_table(rows))

@@ -223,16 +223,11 @@ def episode_rate(n_episodes: int, seconds: float) -> str:
     return f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}"
 
 
-def finite(value):
-    """A NaN or infinite float as None (null in JSON); anything else unchanged."""
-    import math
-
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def json_line(report: dict) -> str:
     """Valid JSON always: a NaN or infinite number becomes null."""
-    return json.dumps({k: finite(v) for k, v in report.items()}, allow_nan=False)
+    from fewshot.runs import json_safe
+
+    return json.dumps(json_safe(report), allow_nan=False)
 
 
 def register(app: typer.Typer) -> None:

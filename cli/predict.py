@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -32,22 +31,20 @@ def _csv_bytes(report, k: int) -> bytes:
     return buffer.getvalue().encode("utf-8", "surrogateescape")
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def _json_report(report, out: Path | None) -> str:
     document = {
         "classes": report.class_names,
         "predictions": [
-            {"path": str(p.path), "labels": p.labels, "probabilities": [_finite(v) for v in p.probabilities]}
+            {"path": str(p.path), "labels": p.labels, "probabilities": p.probabilities}
             for p in report.predictions
         ],
         "skipped": [{"path": str(path), "reason": reason} for path, reason in report.failures],
         "out": None if out is None else str(out),
     }
     # ASCII: a name that is not UTF-8 becomes the JSON escape \udcff, so the text stays valid.
-    return json.dumps(document, ensure_ascii=True, allow_nan=False)
+    from fewshot.runs import json_safe
+
+    return json.dumps(json_safe(document), ensure_ascii=True, allow_nan=False)
 
 
 def predict_command(
