@@ -29,14 +29,13 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
-import torch
-
 from fewshot.errors import DataError, FewshotError
-from fewshot.progress import show_progress
+from fewshot.zeroshot.label_pass import UNKNOWN, LabelPass, error_row, label_all
 
-UNKNOWN = "unknown"
+__all__ = ["UNKNOWN", "LabelSummary", "label_images", "output_format"]
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
@@ -57,6 +56,20 @@ class LabelSummary:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def of_pass(cls, out: Path, resumed: int, counts: dict[str, int], seconds: float) -> LabelSummary:
+        return cls(
+            out=str(out),
+            total=resumed + counts["labelled"] + counts["failed"],
+            labelled=counts["labelled"],
+            failed=counts["failed"],
+            unknown=counts["unknown"],
+            organized=counts["organized"],
+            resumed=resumed,
+            seconds=round(seconds, 3),
+            images_per_second=round(counts["labelled"] / seconds, 2) if seconds > 0 else 0.0,
+        )
+
 
 def output_format(out: Path, fmt: str | None = None) -> str:
     if fmt is None:
@@ -64,10 +77,6 @@ def output_format(out: Path, fmt: str | None = None) -> str:
     if fmt not in ("csv", "jsonl"):
         raise FewshotError(f"unknown output format {fmt!r}: use csv or jsonl")
     return fmt
-
-
-def _round(value: float) -> float:
-    return float(f"{value:.6f}")
 
 
 def _check_options(classifier, top_k: int, threshold, organize, dest) -> None:
@@ -116,90 +125,6 @@ def _as_paths(inputs) -> list[Path]:
     return [Path(i).expanduser() for i in inputs]
 
 
-def _error_row(path: Path | str, reason: str) -> dict:
-    return {
-        "path": str(path),
-        "status": "error",
-        "label": None,
-        "probability": None,
-        "top": [],
-        "organized_to": None,
-        "error": reason,
-    }
-
-
-def _label_rows(batch, classifier, top_k: int, threshold: float | None) -> dict[str, dict]:
-    results: dict[str, dict] = {}
-    if batch.images is not None:
-        encoder, names = classifier.encoder, classifier.class_names
-        with torch.inference_mode():
-            probs = classifier.proba_embeddings(encoder.encode(batch.images))
-            top_p, top_i = probs.topk(top_k, dim=-1)
-        for path, ps, idx in zip(batch.paths, top_p.cpu().tolist(), top_i.cpu().tolist(), strict=True):
-            top = [{"label": names[i], "probability": _round(p)} for p, i in zip(ps, idx, strict=True)]
-            label = top[0]["label"] if threshold is None or ps[0] >= threshold else UNKNOWN
-            results[str(path)] = {
-                **_error_row(path, ""),
-                "status": "ok",
-                "label": label,
-                "probability": top[0]["probability"],
-                "top": top,
-                "error": None,
-            }
-    for path, reason in batch.failures:
-        results[str(path)] = _error_row(path, reason)
-    return results
-
-
-class _Run:
-    """One labelling pass over the images not yet in the journal."""
-
-    def __init__(self, journal, organize: str | None, folders: dict[str, Path]) -> None:
-        self.journal, self.organize, self.folders = journal, organize, folders
-        self.counts = {"labelled": 0, "failed": 0, "unknown": 0, "organized": 0}
-
-    def finish_pending(self) -> None:
-        """Complete the placements an interrupted run journaled but may not have finished."""
-        from fewshot.zeroshot.organize import finish_placement
-
-        rows = self.journal.pending
-        if not rows:
-            return
-        failed = {}
-        for row in rows:
-            if row["organized_to"] is not None:
-                try:
-                    finish_placement(row["path"], Path(row["organized_to"]), self.organize)
-                except OSError as err:
-                    failed[row["path"]] = f"not organised: {err}"
-        self.journal.end(rows, failed)
-
-    def write(self, rows: list[dict]) -> None:
-        """Journal `rows` (targets chosen first), then place their files, then mark them done."""
-        from fewshot.zeroshot.organize import choose_target, place_at
-
-        for row in rows:
-            self.counts["labelled" if row["status"] == "ok" else "failed"] += 1
-            self.counts["unknown"] += row["label"] == UNKNOWN
-        placing = [r for r in rows if self.organize and r["status"] == "ok"]
-        claimed = set(self.journal.claimed)
-        for row in placing:
-            target = choose_target(row["path"], self.folders[row["label"]], claimed)
-            row["organized_to"] = str(target)
-            claimed.add(str(target))
-        self.journal.append(rows, end=not placing)
-        if not placing:
-            return
-        failed = {}
-        for row in placing:
-            try:
-                place_at(row["path"], Path(row["organized_to"]), self.organize)
-                self.counts["organized"] += 1
-            except OSError as err:
-                failed[row["path"]] = f"not organised: {err}"
-        self.journal.end(placing, failed)
-
-
 def label_images(
     inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     classifier,
@@ -230,11 +155,9 @@ def label_images(
             same `out`, or a partial output from a run with other settings (or damaged).
         DataError: an input does not exist or holds no image.
     """
-    from fewshot.data.images import scan_images
     from fewshot.locking import exclusive_lock
     from fewshot.outputs import check_writable
     from fewshot.zeroshot.journal import Journal, RowFormat
-    from fewshot.zeroshot.organize import label_folders
 
     if not classifier.fitted:
         classifier.fit()
@@ -243,12 +166,42 @@ def label_images(
     out = check_writable(out, "--out")
     row_format = RowFormat(output_format(out, fmt), top_k)
     input_paths = _as_paths(inputs)
-    dest_root = Path(dest).expanduser().resolve() if dest is not None else None
-    folders = label_folders(dest_root, [*classifier.class_names, UNKNOWN]) if dest_root else {}
-    if dest_root is not None:
-        _check_dest(input_paths, dest_root, folders)
+    dest_root, folders = _destination(input_paths, dest, classifier.class_names)
+    settings = _settings(classifier, top_k, threshold, organize, dest_root, row_format.fmt)
+    paths, problems = _scan(input_paths, out, recursive, restart)
+    label = partial(
+        label_all,
+        classifier=classifier,
+        top_k=top_k,
+        threshold=threshold,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+    )
+    with exclusive_lock(out, "these labels"):
+        journal = Journal(out, settings, top_k, restart)
+        resumed, counts, seconds = _label_journaled(
+            journal, row_format, organize, folders, problems, paths, label
+        )
+    return LabelSummary.of_pass(out, resumed, counts, seconds)
+
+
+def _destination(inputs: list[Path], dest, class_names: list[str]) -> tuple[Path | None, dict[str, Path]]:
+    """The resolved ``--dest`` and its label folders (checked), or ``(None, {})``."""
+    from fewshot.zeroshot.organize import label_folders
+
+    if dest is None:
+        return None, {}
+    dest_root = Path(dest).expanduser().resolve()
+    folders = label_folders(dest_root, [*class_names, UNKNOWN])
+    _check_dest(inputs, dest_root, folders)
+    return dest_root, folders
+
+
+def _settings(classifier, top_k, threshold, organize, dest_root: Path | None, fmt: str) -> dict:
+    """What the journal records: a resumed run must have been started with the same."""
     encoder = classifier.encoder
-    settings = {
+    return {
         "class_names": classifier.class_names,
         "templates": classifier.templates,
         "encoder": encoder.config() if hasattr(encoder, "config") else None,
@@ -256,70 +209,39 @@ def label_images(
         "threshold": threshold,
         "organize": organize,
         "dest": str(dest_root) if dest_root else None,
-        "format": row_format.fmt,
+        "format": fmt,
     }
+
+
+def _scan(inputs: list[Path], out: Path, recursive: bool, restart: bool) -> tuple[list, list]:
+    """``(image paths, (path, problem) pairs)`` under `inputs`."""
+    from fewshot.data.images import scan_images
+
     try:
-        scan = scan_images(input_paths, recursive=recursive)
-        paths, problems = scan.paths, scan.problems
+        scan = scan_images(inputs, recursive=recursive)
+        return scan.paths, scan.problems
     except DataError:
         if restart or not out.with_name(out.name + ".partial").exists():
             raise
-        paths, problems = [], []  # perhaps everything was labelled (and moved away) before the interruption
-    with exclusive_lock(out, "these labels"):
-        journal = Journal(out, settings, top_k, restart)
-        try:
-            resumed = len(journal.done)
-            run = _Run(journal, organize, folders)
-            run.finish_pending()
-            start = time.perf_counter()
-            problem_rows = [_error_row(p, r) for p, r in problems if str(p) not in journal.done]
-            if problem_rows:
-                run.write(problem_rows)
-            _label_all(
-                run,
-                [p for p in paths if str(p) not in journal.done],
-                classifier,
-                top_k,
-                threshold,
-                batch_size,
-                workers,
-                progress,
-            )
-            seconds = time.perf_counter() - start
-            journal.finish(row_format)
-        finally:
-            journal.close()
-    counts = run.counts
-    return LabelSummary(
-        out=str(out),
-        total=resumed + counts["labelled"] + counts["failed"],
-        labelled=counts["labelled"],
-        failed=counts["failed"],
-        unknown=counts["unknown"],
-        organized=counts["organized"],
-        resumed=resumed,
-        seconds=round(seconds, 3),
-        images_per_second=round(counts["labelled"] / seconds, 2) if seconds > 0 else 0.0,
-    )
+        return [], []  # perhaps everything was labelled (and moved away) before the interruption
 
 
-def _label_all(
-    run: _Run, paths: list[Path], classifier, top_k, threshold, batch_size, workers, progress
-) -> None:
-    from fewshot.data.images import stream_images
-
-    position = {str(p): i for i, p in enumerate(paths)}
-    bar = None
-    if show_progress(progress):
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(paths), unit="img", desc="labelling", dynamic_ncols=True)
-    preprocess = classifier.encoder.preprocess
-    for batch in stream_images(paths, preprocess, batch_size=batch_size, workers=workers):
-        results = _label_rows(batch, classifier, top_k, threshold)
-        # rows in discovery order, so a resumed run writes the same file as an uninterrupted one
-        run.write([results[p] for p in sorted(results, key=position.__getitem__)])
-        if bar is not None:
-            bar.update(len(results))
-    if bar is not None:
-        bar.close()
+def _label_journaled(
+    journal, row_format, organize, folders, problems, paths, label
+) -> tuple[int, dict, float]:
+    """Finish the placements an interrupted run left, label what the journal lacks, write the
+    output and close the journal: ``(rows resumed, counts of this pass, seconds)``."""
+    try:
+        resumed = len(journal.done)
+        run = LabelPass(journal, organize, folders)
+        run.finish_pending()
+        start = time.perf_counter()
+        problem_rows = [error_row(p, r) for p, r in problems if str(p) not in journal.done]
+        if problem_rows:
+            run.write(problem_rows)
+        label(run, [p for p in paths if str(p) not in journal.done])
+        seconds = time.perf_counter() - start
+        journal.finish(row_format)
+    finally:
+        journal.close()
+    return resumed, run.counts, seconds

@@ -1,0 +1,99 @@
+"""`fewshot label` as one call: check the options, build the CLIP classifier, label the images.
+
+`label_with_clip` takes the command's options by name (the checks that need no model come
+first, so a bad option fails before the weights load) and returns `label_images`'s summary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from fewshot.errors import FewshotError
+from fewshot.zeroshot.labelling import LabelSummary, label_images
+
+
+def check_classes(
+    labels: str | None,
+    labels_file: str | os.PathLike[str] | None,
+    templates: str,
+    class_embeddings: str | os.PathLike[str] | None,
+) -> list[str] | None:
+    """The class names the options give (None with `class_embeddings`), templates checked."""
+    from fewshot.zeroshot.classifier import parse_class_names
+    from fewshot.zeroshot.templates import load_templates
+
+    if class_embeddings is not None:
+        if labels is not None or labels_file is not None:
+            raise FewshotError("--class-embeddings already holds the classes: drop --labels/--labels-file")
+        return None
+    names = parse_class_names(labels, labels_file)
+    if len(names) < 2:
+        option = "--labels" if labels is not None else "--labels-file"
+        raise FewshotError(
+            f"{option} gives one class ({names[0]!r}): give at least two, since with one class "
+            "every image gets probability 1.0"
+        )
+    load_templates(templates)  # bad templates fail before the model loads
+    return names
+
+
+def clip_classifier(
+    names: list[str] | None,
+    templates: str,
+    class_embeddings: str | os.PathLike[str] | None,
+    *,
+    model: str = "ViT-B-32",
+    pretrained: str = "default",
+    device: str = "auto",
+    precision: str = "auto",
+):
+    """A fitted `ZeroShotClassifier` on a CLIP encoder: prompts for `names`, or saved class
+    embeddings. ``pretrained="none"`` draws the same random weights on every call."""
+    from fewshot.encoders.clip import ClipEncoder
+    from fewshot.seeding import seeded
+    from fewshot.zeroshot.classifier import ZeroShotClassifier
+
+    with seeded(0):
+        encoder = ClipEncoder(model=model, pretrained=pretrained, device=device, precision=precision)
+    if names is None:
+        return ZeroShotClassifier.from_class_embeddings(encoder, class_embeddings)
+    return ZeroShotClassifier(encoder, names, templates).fit()
+
+
+def label_with_clip(
+    images: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    labels: str | None = None,
+    labels_file: str | os.PathLike[str] | None = None,
+    templates: str = "simple",
+    class_embeddings: str | os.PathLike[str] | None = None,
+    save_class_embeddings: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] = "labels.csv",
+    model: str = "ViT-B-32",
+    pretrained: str = "default",
+    device: str = "auto",
+    precision: str = "auto",
+    **labelling,
+) -> LabelSummary:
+    """Label `images` zero-shot with CLIP, the classes given by `labels` ("a,b,c"),
+    `labels_file` (one per line) or `class_embeddings` (a file `save_class_embeddings` wrote).
+
+    `labelling` holds `label_images`'s keyword arguments (``top_k``, ``threshold``,
+    ``organize``, ``dest``, ``batch_size``, ``workers``, ``restart``, ``progress``, ...).
+
+    Raises:
+        FewshotError: bad options or an output that cannot be written (before the model loads),
+            and whatever `label_images` refuses.
+    """
+    from fewshot.outputs import check_writable
+
+    check_writable(out, "--out")
+    if save_class_embeddings is not None:
+        check_writable(save_class_embeddings, "--save-class-embeddings")
+    names = check_classes(labels, labels_file, templates, class_embeddings)
+    clip = {"model": model, "pretrained": pretrained, "device": device, "precision": precision}
+    classifier = clip_classifier(names, templates, class_embeddings, **clip)
+    if save_class_embeddings is not None:
+        classifier.save_class_embeddings(save_class_embeddings)
+    return label_images(images, classifier, out, **labelling)
