@@ -111,3 +111,61 @@ def set_search_param(index: Any, name: str, value: int, factory: str) -> None:
         faiss_module().ParameterSpace().set_index_parameter(index, name, int(value))
     except RuntimeError as err:
         raise EmbeddingIndexError(f"{name} does not apply to index {factory!r}") from err
+
+
+def train_faiss_index(index: Any, vectors: np.ndarray, needed: int, factory: str) -> None:
+    """Train `index` (built from `factory`) on `vectors`, of which it needs at least `needed`."""
+    if vectors.shape[0] < needed:
+        raise EmbeddingIndexError(
+            f"index {factory!r} needs at least {needed} vectors to train; got {vectors.shape[0]}. "
+            "Add more vectors at once, train on a larger sample, or use fewer lists (e.g. IVF64) or Flat"
+        )
+    try:
+        index.train(vectors)
+    except RuntimeError as err:
+        raise EmbeddingIndexError(f"training index {factory!r} failed: {faiss_message(err)}") from err
+
+
+def remove_faiss_ids(index: Any, labels: np.ndarray, factory: str) -> None:
+    """Remove the vectors with FAISS ids `labels` (all present) from `index`, built from `factory`."""
+    try:
+        removed = index.remove_ids(labels)
+    except RuntimeError as err:
+        raise EmbeddingIndexError(
+            f"index type {factory!r} does not support removal ({faiss_message(err)}); "
+            "rebuild the index without those items, or use Flat or IVF"
+        ) from err
+    if removed != labels.size:  # pragma: no cover - would mean the caller's id map is out of sync
+        raise RuntimeError(f"FAISS removed {removed} of {labels.size} vectors")
+
+
+def gpu_copy(index: Any, resources: Any = None) -> tuple[Any, Any]:
+    """A copy of `index` on GPU 0 and the FAISS GPU resources it uses (`resources`, or new ones);
+    `index` itself when its type has no GPU version (e.g. HNSW)."""
+    faiss = faiss_module()
+    try:
+        resources = resources or faiss.StandardGpuResources()
+        return faiss.index_cpu_to_gpu(resources, 0, index), resources
+    except RuntimeError:
+        return index, resources
+
+
+def search_faiss(index: Any, queries: np.ndarray, k: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and FAISS ids ``(nq, k)`` of the `k` nearest vectors to each query, `batch_size`
+    queries per FAISS call. Slots with no hit score NaN under the id -1; an untrained index
+    (nothing added yet) has no hits."""
+    nq = queries.shape[0]
+    if not index.is_trained:
+        return np.full((nq, k), np.nan, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
+    if nq <= batch_size:
+        scores, labels = index.search(queries, k)
+    else:
+        scores = np.empty((nq, k), dtype=np.float32)
+        labels = np.empty((nq, k), dtype=np.int64)
+        for lo in range(0, nq, batch_size):
+            hi = min(nq, lo + batch_size)
+            scores[lo:hi], labels[lo:hi] = index.search(queries[lo:hi], k)
+    empty = labels < 0
+    if empty.any():
+        scores[empty] = np.nan
+    return scores, labels

@@ -21,20 +21,22 @@ from fewshot.index.base import (
     EmbeddingIndexError,
     build_faiss_index,
     check_settings,
-    faiss_message,
-    faiss_module,
     faiss_type,
     gpu_available,
+    gpu_copy,
+    remove_faiss_ids,
+    search_faiss,
     set_search_param,
+    train_faiss_index,
     training_size,
 )
 from fewshot.index.inputs import (
-    as_matrix,
-    check_finite,
+    check_new_ids,
+    check_present,
     checked_ids,
     checked_metadata,
     item_tables,
-    normalised,
+    prepared,
 )
 from fewshot.index.results import SearchResults
 
@@ -77,6 +79,7 @@ class VectorIndex:
         self._count = 0  # items in the index
         self._keys_array: np.ndarray | None = None  # cached object array of _keys for searches
         self._gpu_index = None
+        self._gpu_resources = None
 
     @classmethod
     def from_parts(
@@ -175,34 +178,14 @@ class VectorIndex:
         )
 
     # training and adding ----------------------------------------------------------------------
-    def _prepare(self, vectors: Any, what: str) -> np.ndarray:
-        array = as_matrix(vectors, self.dim, what)
-        if self.metric == "cosine":
-            array = normalised(array, vectors)  # a NaN or inf anywhere leaves its row NaN
-        check_finite(array, what, unit_rows=self.metric == "cosine")
-        return array
-
     def min_training_vectors(self) -> int:
         """How many vectors training needs (0 when the index type needs no training)."""
-        if self.is_trained:
-            return 0
-        return training_size(self._index)
+        return 0 if self.is_trained else training_size(self._index)
 
     def train(self: Index, vectors: Any) -> Index:
         """Train the index on ``(n, dim)`` sample vectors (only needed before adding few vectors)."""
-        array = self._prepare(vectors, "training vectors")
-        needed = self.min_training_vectors()
-        if array.shape[0] < needed:
-            raise EmbeddingIndexError(
-                f"index {self.factory!r} needs at least {needed} vectors to train; got {array.shape[0]}. "
-                "Add more vectors at once, train on a larger sample, or use fewer lists (e.g. IVF64) or Flat"
-            )
-        try:
-            self._index.train(array)
-        except RuntimeError as err:
-            raise EmbeddingIndexError(
-                f"training index {self.factory!r} failed: {faiss_message(err)}"
-            ) from err
+        array = prepared(vectors, self.dim, self.metric, "training vectors")
+        train_faiss_index(self._index, array, self.min_training_vectors(), self.factory)
         return self
 
     def add(
@@ -220,15 +203,12 @@ class VectorIndex:
 
         The first add trains an index type that needs training on the vectors given.
         """
-        array = self._prepare(vectors, "vectors")
+        array = prepared(vectors, self.dim, self.metric, "vectors")
         n = array.shape[0]
         start = len(self._keys)
         ids = checked_ids(ids, n, start)
-        if self._count and not self._id_map.keys().isdisjoint(ids):  # an empty index cannot clash
-            clash = [i for i in ids if i in self._id_map]
-            raise EmbeddingIndexError(
-                f"{len(clash)} id(s) already in the index (e.g. {clash[0]!r}); remove them first"
-            )
+        if self._count:  # an empty index cannot clash (and needs no id map for it)
+            check_new_ids(ids, self._id_map)
         metas = checked_metadata(metadata, n)
         if n == 0:
             return self
@@ -254,21 +234,11 @@ class VectorIndex:
             EmbeddingIndexError: an id is not in the index, or the index type cannot remove (HNSW).
         """
         ids = [ids] if isinstance(ids, str) else list(ids)
-        missing = [i for i in ids if i not in self._id_map]
-        if missing:
-            raise EmbeddingIndexError(f"{len(missing)} id(s) not in the index (e.g. {missing[0]!r})")
+        check_present(ids, self._id_map)
         labels = np.array(sorted({self._id_map[i] for i in ids}), dtype=np.int64)
         if labels.size == 0:
             return 0
-        try:
-            removed = self._index.remove_ids(labels)
-        except RuntimeError as err:
-            raise EmbeddingIndexError(
-                f"index type {self.factory!r} does not support removal ({faiss_message(err)}); "
-                "rebuild the index without those items, or use Flat or IVF"
-            ) from err
-        if removed != labels.size:  # pragma: no cover - would mean our id map is out of sync
-            raise RuntimeError(f"FAISS removed {removed} of {labels.size} vectors")
+        remove_faiss_ids(self._index, labels, self.factory)
         for label in labels.tolist():
             del self._id_map[self._keys[label]]
             self._keys[label] = None
@@ -297,12 +267,7 @@ class VectorIndex:
         if self.device != "cuda":
             return self._index
         if self._gpu_index is None:
-            faiss = faiss_module()
-            try:
-                self._gpu_resources = getattr(self, "_gpu_resources", None) or faiss.StandardGpuResources()
-                self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
-            except RuntimeError:  # this index type has no GPU version (e.g. HNSW): search on CPU
-                self._gpu_index = self._index
+            self._gpu_index, self._gpu_resources = gpu_copy(self._index, self._gpu_resources)
         return self._gpu_index
 
     def search(
@@ -319,26 +284,10 @@ class VectorIndex:
         """
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise EmbeddingIndexError(f"k must be a positive integer; got {k!r}")
-        array = self._prepare(queries, "queries")
+        array = prepared(queries, self.dim, self.metric, "queries")
         if nprobe is not None or efSearch is not None:
             self.set_search_params(nprobe=nprobe, efSearch=efSearch)
-        nq = array.shape[0]
-        index = self._search_index()
-        if not self.is_trained:  # nothing added yet to an index that needs training: no hits
-            scores = np.full((nq, int(k)), np.nan, dtype=np.float32)
-            labels = np.full((nq, int(k)), -1, dtype=np.int64)
-        elif nq <= self.batch_size:
-            scores, labels = index.search(array, int(k))
-        else:
-            scores = np.empty((nq, int(k)), dtype=np.float32)
-            labels = np.empty((nq, int(k)), dtype=np.int64)
-            for lo in range(0, nq, self.batch_size):
-                hi = min(nq, lo + self.batch_size)
-                scores[lo:hi], labels[lo:hi] = index.search(array[lo:hi], int(k))
+        scores, labels = search_faiss(self._search_index(), array, int(k), self.batch_size)
         if self._keys_array is None:
             self._keys_array = np.array([*self._keys, None], dtype=object)  # index -1 -> None
-        empty = labels < 0
-        ids = self._keys_array[labels]  # -1 picks the trailing None
-        if empty.any():
-            scores[empty] = np.nan
-        return SearchResults(ids, scores, labels, self._meta)
+        return SearchResults(self._keys_array[labels], scores, labels, self._meta)  # -1 picks None

@@ -46,6 +46,15 @@ def normalised(array: np.ndarray, source: Any) -> np.ndarray:
     return array
 
 
+def prepared(vectors: Any, dim: int, metric: str, what: str) -> np.ndarray:
+    """`vectors` as the float32 ``(n, dim)`` matrix FAISS takes: unit rows for cosine, all finite."""
+    array = as_matrix(vectors, dim, what)
+    if metric == "cosine":
+        array = normalised(array, vectors)  # a NaN or inf anywhere leaves its row NaN
+    check_finite(array, what, unit_rows=metric == "cosine")
+    return array
+
+
 def checked_ids(ids: Sequence[str] | None, n: int, start: int) -> list[str]:
     """`n` distinct string ids; default: the running numbers ``start``, ``start + 1``, ..."""
     if ids is None:  # running numbers: strings, and unique among themselves by construction
@@ -60,6 +69,22 @@ def checked_ids(ids: Sequence[str] | None, n: int, start: int) -> list[str]:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise EmbeddingIndexError(f"duplicate id {dup!r} among the ids given")
     return ids
+
+
+def check_new_ids(ids: list[str], taken: Mapping[str, int]) -> None:
+    """Refuse ids already in the index (`taken`: string id -> FAISS id)."""
+    if not taken.keys().isdisjoint(ids):
+        clash = [i for i in ids if i in taken]
+        raise EmbeddingIndexError(
+            f"{len(clash)} id(s) already in the index (e.g. {clash[0]!r}); remove them first"
+        )
+
+
+def check_present(ids: list[str], taken: Mapping[str, int]) -> None:
+    """Refuse ids not in the index (`taken`: string id -> FAISS id)."""
+    missing = [i for i in ids if i not in taken]
+    if missing:
+        raise EmbeddingIndexError(f"{len(missing)} id(s) not in the index (e.g. {missing[0]!r})")
 
 
 def checked_metadata(
