@@ -155,6 +155,19 @@ def add_images(
     is trained on the first embeddings, gathered until there are plenty (40 per list).
     """
     report = AddReport()
+    todo = _new_files(index, paths, skip_existing, report)
+    batches = _Batches(index, report, train_target=40 * index.min_training_vectors())
+    for done, embeddings, failures in embed_image_files(encoder, todo, batch_size, workers, progress):
+        crash_point("index.add.batch-embedded")  # nothing is on disk until the save
+        report.failures.extend((image_id(p), reason) for p, reason in failures)
+        if done:
+            batches.append([image_id(p) for p in done], embeddings)
+    batches.flush()
+    return report
+
+
+def _new_files(index: VectorIndex, paths, skip_existing: bool, report: AddReport) -> list[Path]:
+    """The files of `paths` not in `index` (each once); the others go to ``report.skipped``."""
     todo: list[Path] = []
     seen: set[str] = set()
     for path in paths:
@@ -166,32 +179,32 @@ def add_images(
             continue
         seen.add(key)
         todo.append(Path(path))
-    buffer: list[tuple[list[str], np.ndarray, list[dict[str, Any]]]] = []
-    buffered = 0
-    train_target = 40 * index.min_training_vectors()
+    return todo
 
-    def flush() -> None:
-        nonlocal buffered
-        if not buffer:
-            return
-        keys = [k for ks, _, _ in buffer for k in ks]
-        vectors = np.concatenate([v for _, v, _ in buffer])
-        metas = [m for _, _, ms in buffer for m in ms]
-        index.add(vectors, ids=keys, metadata=metas)
-        report.added.extend(keys)
-        buffer.clear()
-        buffered = 0
 
-    for done, embeddings, failures in embed_image_files(encoder, todo, batch_size, workers, progress):
-        crash_point("index.add.batch-embedded")  # nothing is on disk until the save
-        report.failures.extend((image_id(p), reason) for p, reason in failures)
-        if not done:
-            continue
-        keys = [image_id(p) for p in done]
+class _Batches:
+    """Embedded batches on their way into the index: added at once to a trained index, else
+    gathered until there are `train_target` vectors to train it on."""
+
+    def __init__(self, index: VectorIndex, report: AddReport, train_target: int) -> None:
+        self.index, self.report, self.train_target = index, report, train_target
+        self.buffer: list[tuple[list[str], np.ndarray, list[dict[str, Any]]]] = []
+        self.buffered = 0
+
+    def append(self, keys: list[str], embeddings: np.ndarray) -> None:
         metas = [{"path": key, "label": Path(key).parent.name} for key in keys]
-        buffer.append((keys, embeddings, metas))
-        buffered += len(keys)
-        if index.is_trained or buffered >= train_target:
-            flush()
-    flush()
-    return report
+        self.buffer.append((keys, embeddings, metas))
+        self.buffered += len(keys)
+        if self.index.is_trained or self.buffered >= self.train_target:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        keys = [k for ks, _, _ in self.buffer for k in ks]
+        vectors = np.concatenate([v for _, v, _ in self.buffer])
+        metas = [m for _, _, ms in self.buffer for m in ms]
+        self.index.add(vectors, ids=keys, metadata=metas)
+        self.report.added.extend(keys)
+        self.buffer.clear()
+        self.buffered = 0

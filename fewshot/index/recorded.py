@@ -135,7 +135,7 @@ def verify_record(record: dict[str, Any], where: str | os.PathLike[str]) -> None
     name, config = record["name"], record["config"]
     if name not in ENCODERS:
         raise CheckpointError(f"{where}: the index records encoder {name!r}, which is not registered")
-    allowed = CLIP_KEYS if name == "clip" else _parameters(ENCODERS.get(name))
+    allowed = CLIP_KEYS if name == "clip" else constructor_parameters(ENCODERS.get(name))
     foreign = sorted(set(config) - allowed)
     if foreign:
         raise CheckpointError(f"{where}: the encoder record has unexpected settings {foreign}")
@@ -210,8 +210,38 @@ def check_rebuilt(record: dict[str, Any], encoder: Any, where: str | os.PathLike
         )
 
 
-def _parameters(factory: Any) -> frozenset[str]:
+def constructor_parameters(factory: Any) -> frozenset[str]:
+    """The parameter names of an encoder's constructor (what a record's config may hold)."""
     try:
         return frozenset(inspect.signature(factory).parameters)
     except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
         return frozenset()
+
+
+def check_local_weights(name: str, model: str | None, pretrained: str | None) -> None:
+    """A local CLIP weights file is reloaded on every add and search: it must be safetensors.
+    Other encoders load no weights file: nothing to check."""
+    if name != "clip":
+        return
+    from fewshot.encoders.clip import DEFAULT_MODEL
+
+    path = local_weights(model or DEFAULT_MODEL, pretrained or "default")
+    if path is not None:
+        check_safetensors(path, "--pretrained")
+
+
+def check_rebuildable(index: Any) -> None:
+    """Refuse up front an encoder that `add` and `search` cannot rebuild: random initial weights
+    (drawn afresh by every rebuild) give vectors that would not match the index."""
+    from fewshot.encoders import create_encoder
+
+    record = encoder_record(index)
+    if record is None or "state_sha256" not in record:
+        return
+    if state_digest(create_encoder(record["name"], **record["config"])) != record["state_sha256"]:
+        what = "--pretrained none" if record["name"] == "clip" else f"--encoder {record['name']}"
+        raise FewshotError(
+            f"{what} has random initial weights, and `index add` and `index search` would rebuild "
+            "it with other random weights (vectors that do not match the index); use pretrained "
+            "CLIP weights (--pretrained default, a tag or a .safetensors file)"
+        )
