@@ -59,7 +59,9 @@ def compare_command(
     clip_model: Annotated[
         str | None, typer.Option("--model", help="CLIP architecture (with --encoder clip; default ViT-B-32).")
     ] = None,
-    pretrained: Annotated[str, typer.Option("--pretrained", help="CLIP weights tag or file.")] = "default",
+    pretrained: Annotated[
+        str | None, typer.Option("--pretrained", help="CLIP weights tag or file [default: default].")
+    ] = None,
     dataset: Annotated[
         str, typer.Option("--dataset", help="'omniglot' or a folder with one subfolder per class.")
     ] = "omniglot",

@@ -93,7 +93,9 @@ def finetune_command(
     clip_model: Annotated[
         str | None, typer.Option("--model", help="CLIP architecture (with --encoder clip; default ViT-B-32).")
     ] = None,
-    pretrained: Annotated[str, typer.Option("--pretrained", help="CLIP weights tag or file.")] = "default",
+    pretrained: Annotated[
+        str | None, typer.Option("--pretrained", help="CLIP weights tag or file [default: default].")
+    ] = None,
     image_size: ImageSize = None,
     seed: Seed = 0,
     device: Device = "auto",

@@ -149,3 +149,16 @@ def preprocessing_from_metadata(meta: dict[str, Any]) -> Preprocessing:
         "the checkpoint does not record how to prepare images (no 'preprocessing' metadata): "
         "it cannot classify image files"
     )
+
+
+def preprocessing_of(meta: dict[str, Any]) -> dict | None:
+    """A checkpoint's image preparation as a plain dict (``preprocessing``, else inferred from
+    the data set it was trained on), or None when the metadata does not say."""
+    if meta.get("preprocessing"):
+        return dict(meta["preprocessing"])
+    dataset = meta.get("dataset") or {}
+    if dataset.get("dataset") == "omniglot":
+        return {"image_size": int(dataset.get("image_size") or 28), "channels": 1, "invert": True}
+    if dataset.get("image_size"):
+        return {"image_size": int(dataset["image_size"]), "channels": 3, "invert": False}
+    return None

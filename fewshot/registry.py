@@ -8,7 +8,10 @@ line's choices) never imports torch, open_clip or faiss.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from fewshot.errors import FewshotError
@@ -40,9 +43,23 @@ class Registry(Generic[T]):
         return decorator
 
     def _add(self, name: str, target: Callable[..., T] | str) -> None:
-        if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is already registered ({self._entries[name]!r})")
-        self._entries[name] = target
+        existing = self._entries.get(name)
+        if existing is not None and existing != target and existing != _path_of(target):
+            raise ValueError(f"{self.kind} {name!r} is already registered ({existing!r})")
+        if not isinstance(existing, str) or not isinstance(target, str):
+            self._entries[name] = target  # an object replaces the lazy path that named it
+
+    def discover(self, package: str, decorator: str) -> None:
+        """Register lazily every class decorated ``@<decorator>("name")`` in the modules of
+        ``package``, found by reading their source, so that listing names imports nothing and
+        a new entry is one new module. Importing the module later runs the decorator, which
+        then replaces the lazy path with the class."""
+        spec = importlib.util.find_spec(package)
+        pattern = re.compile(rf'^@{re.escape(decorator)}\("([^"]+)"\)\s*\nclass (\w+)', re.MULTILINE)
+        for folder in spec.submodule_search_locations or []:
+            for path in sorted(Path(folder).glob("*.py")):
+                for name, cls in pattern.findall(path.read_text(encoding="utf-8")):
+                    self._add(name, f"{package}.{path.stem}:{cls}")
 
     def names(self) -> list[str]:
         """All registered names, sorted; imports nothing."""
@@ -65,3 +82,10 @@ class Registry(Generic[T]):
     def create(self, name: str, **kwargs: Any) -> T:
         """Build the thing registered under `name` with keyword arguments."""
         return self.get(name)(**kwargs)
+
+
+def _path_of(obj: Any) -> str | None:
+    """``module:Class`` of an object (what a lazy entry spells), or None for a string."""
+    if isinstance(obj, str):
+        return None
+    return f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}"

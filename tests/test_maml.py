@@ -273,6 +273,7 @@ def test_cli_refuses_maml_options_for_other_methods():
     from fewshot_cli.app import app
     from typer.testing import CliRunner
 
-    result = CliRunner().invoke(app, ["train", "--method", "protonet", "--inner-lr", "0.1"])
-    assert result.exit_code == 2
-    assert "MAML options" in result.output
+    for option in (["--inner-lr", "0.1"], ["--first-order"], ["--strategy", "vmap"], ["--inner-steps", "2"]):
+        result = CliRunner().invoke(app, ["train", "--method", "protonet", *option])
+        assert result.exit_code == 2
+        assert f"{option[0]} does not apply to protonet" in result.output

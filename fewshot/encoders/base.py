@@ -20,6 +20,15 @@ class Encoder(nn.Module):
 
     embed_dim: int
     input_size: tuple[int, int, int] | None = None
+    #: Constructor arguments `fewshot.build.build_encoder` fills in from the data when the
+    #: user gives none: argument name -> ``"channels"`` (``shape[1]`` of ``(n, C, H, W)``
+    #: images), ``"side"`` (``shape[-1]``) or ``"features"`` (``shape[-1]`` of ``(n, d)``).
+    sized_by_data: dict[str, str] = {}
+    #: True when the encoder prepares its inputs from PIL images itself (``preprocess``, as
+    #: CLIP does), so it cannot read a data set that comes preprocessed (Omniglot's tensors).
+    reads_images: bool = False
+    #: False for encoders with nothing learned (`IdentityEncoder`): no weights to describe.
+    has_weights: bool = True
 
     def _check(self, x) -> torch.Tensor:
         from fewshot.inputs import check_batch, model_dtype
@@ -88,6 +97,9 @@ class Encoder(nn.Module):
 
 class IdentityEncoder(Encoder):
     """For precomputed features: ``(n, d)`` -> ``(n, d)`` unchanged (flattened)."""
+
+    sized_by_data = {"embed_dim": "features"}
+    has_weights = False
 
     def __init__(self, embed_dim: int) -> None:
         super().__init__()

@@ -231,6 +231,8 @@ class ClipEncoder(Encoder):
     ``preprocess`` turns one PIL image into ``(3, H, W)``; ``input_size`` is ``(3, H, W)``.
     """
 
+    reads_images = True  # its own preprocess: PIL images, not preprocessed tensors
+
     def __init__(
         self,
         model: str = DEFAULT_MODEL,

@@ -33,6 +33,8 @@ class Conv4(Encoder):
     Shapes: ``(n, in_channels, image_size, image_size)`` -> ``(n, embed_dim)``.
     """
 
+    sized_by_data = {"in_channels": "channels", "image_size": "side"}
+
     def __init__(self, in_channels: int = 1, hidden: int = 64, image_size: int = 28) -> None:
         super().__init__()
         if image_size < MIN_IMAGE_SIZE:

@@ -58,6 +58,8 @@ class ResNet12(Encoder):
     Shapes: ``(n, in_channels, h, w)`` -> ``(n, channels[-1])``.
     """
 
+    sized_by_data = {"in_channels": "channels", "image_size": "side"}
+
     def __init__(
         self,
         in_channels: int = 3,

@@ -11,18 +11,11 @@ from typing import Any
 from fewshot.registry import Registry
 
 LEARNERS: Registry = Registry("method")
-LEARNERS.register("protonet", "fewshot.learners.protonet:ProtoNet")
+# every `@LEARNERS.register("name")` class of this package, found without importing it
+LEARNERS.discover(__name__, "LEARNERS.register")
 LEARNERS.register("maml", "fewshot.learners.maml:MAML")
 LEARNERS.register("fomaml", "fewshot.learners.maml:FirstOrderMAML")
 LEARNERS.register("anil", "fewshot.learners.maml:ANIL")
-LEARNERS.register("simpleshot", "fewshot.learners.simpleshot:SimpleShot")
-LEARNERS.register("linear-probe", "fewshot.learners.linear_probe:LinearProbe")
-LEARNERS.register("finetune", "fewshot.learners.finetune:Finetune")
-LEARNERS.register("classifier", "fewshot.learners.classifier:Classifier")
-LEARNERS.register("zeroshot", "fewshot.learners.zeroshot:ZeroShot")
-LEARNERS.register("tip-adapter", "fewshot.learners.tip_adapter:TipAdapter")
-LEARNERS.register("tip-adapter-f", "fewshot.learners.tip_adapter:TipAdapterF")
-LEARNERS.register("matching", "fewshot.learners.matching:MatchingNet")
 
 
 def create_learner(name: str, encoder: Any, **kwargs: Any):

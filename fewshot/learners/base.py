@@ -46,6 +46,7 @@ evaluation passes straight to ``_fit_embeddings``).
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Any
 
 import torch
@@ -148,6 +149,34 @@ class FewShotLearner(nn.Module):
                 break
         # the parent's order first (the order of its documented arguments), then what subclasses add
         return list(dict.fromkeys(name for names in reversed(chain) for name in names))
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The hyperparameters a user may set (`fewshot.build.build_learner` refuses others)."""
+        return cls._param_names()
+
+    @classmethod
+    def param_choices(cls) -> dict[str, tuple]:
+        """Hyperparameters typed as a ``Literal``: name -> the values it accepts."""
+        choices: dict[str, tuple] = {}
+        for klass in reversed(cls.__mro__[: cls.__mro__.index(FewShotLearner)]):
+            if "__init__" in vars(klass):
+                hints = typing.get_type_hints(klass.__init__)
+                for name, hint in hints.items():
+                    if typing.get_origin(hint) is typing.Literal:
+                        choices[name] = typing.get_args(hint)
+        return choices
+
+    @classmethod
+    def defaults_for(cls, encoder: Any) -> dict[str, Any]:
+        """Hyperparameters that suit ``encoder`` when the user sets none (e.g. ProtoNet on CLIP:
+        scaled cosine, CLIP's own zero-shot head); `fewshot.build.build_learner` applies them."""
+        return {}
+
+    def train_defaults(self) -> dict[str, Any]:
+        """`fewshot.training.TrainConfig` values this learner's paper uses (MAML: ``meta_batch``,
+        ``lr_step``), applied where the user set none."""
+        return {}
 
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters (constructor arguments after the encoder), as scikit-learn's ``get_params``:

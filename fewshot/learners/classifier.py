@@ -19,9 +19,11 @@ from torch import nn
 
 from fewshot.encoders.base import Encoder
 from fewshot.errors import FewshotError
+from fewshot.learners import LEARNERS
 from fewshot.learners.base import FIXED, FewShotLearner
 
 
+@LEARNERS.register("classifier")
 class Classifier(FewShotLearner):
     """``logits = head(normalize(encoder(x) - center))`` over the classes ``class_names``.
 

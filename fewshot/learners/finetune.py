@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.encoders.base import Encoder
+from fewshot.learners import LEARNERS
 from fewshot.learners.base import ADAPTIVE, EMBEDDING, FewShotLearner
 from fewshot.scoring import class_means
 
 
+@LEARNERS.register("finetune")
 class Finetune(FewShotLearner):
     """Train a head (and optionally the last encoder block) on the support set.
 

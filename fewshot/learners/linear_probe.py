@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.encoders.base import Encoder
+from fewshot.learners import LEARNERS
 from fewshot.learners.base import EMBEDDING, FewShotLearner
 
 DEFAULT_CS = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -54,6 +55,7 @@ def choose_c(
     return float(cs[int(np.argmax(scores))])
 
 
+@LEARNERS.register("linear-probe")
 class LinearProbe(FewShotLearner):
     """Logistic regression on frozen (optionally L2-normalised) embeddings.
 

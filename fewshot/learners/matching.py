@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.encoders.base import Encoder
+from fewshot.learners import LEARNERS
 from fewshot.learners.base import EMBEDDING, FewShotLearner
 from fewshot.sampling import Episode
 
@@ -29,6 +30,7 @@ def matching_log_probs(
     return per_class - scores.logsumexp(-1, keepdim=True)
 
 
+@LEARNERS.register("matching")
 class MatchingNet(FewShotLearner):
     """Matching network over any `Encoder` (cosine attention, no full-context embeddings).
 

@@ -10,11 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.encoders.base import Encoder
+from fewshot.learners import LEARNERS
 from fewshot.learners.base import EMBEDDING, FewShotLearner
 from fewshot.sampling import Episode
 from fewshot.scoring import Metric, class_means, prototype_logits
 
 
+@LEARNERS.register("protonet")
 class ProtoNet(FewShotLearner):
     """Prototypical network over any `Encoder`.
 
@@ -33,6 +35,11 @@ class ProtoNet(FewShotLearner):
         self.metric = metric
         self.scale = scale
         self.prototypes_: torch.Tensor | None = None
+
+    @classmethod
+    def defaults_for(cls, encoder: Encoder) -> dict:
+        scale = getattr(encoder, "logit_scale", None)  # CLIP: its zero-shot head, scaled cosine
+        return {} if scale is None else {"metric": "cosine", "scale": scale}
 
     def _fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> ProtoNet:
         """Fit on already-embedded support items ``(N*K, d)``."""

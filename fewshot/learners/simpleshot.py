@@ -19,12 +19,14 @@ import torch.nn.functional as F
 
 from fewshot.encoders.base import Encoder
 from fewshot.errors import FewshotError
+from fewshot.learners import LEARNERS
 from fewshot.learners.base import EMBEDDING, FewShotLearner
 from fewshot.scoring import class_means, prototype_logits
 
 CENTERINGS = ("support", "base", "none")
 
 
+@LEARNERS.register("simpleshot")
 class SimpleShot(FewShotLearner):
     """Nearest class mean on centred, L2-normalised embeddings.
 

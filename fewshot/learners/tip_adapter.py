@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from fewshot.learners import LEARNERS
 from fewshot.learners.zeroshot import ZeroShot
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -39,6 +40,7 @@ def cache_logits(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, 
     return torch.exp(-beta * (1 - query @ keys.T)) @ values
 
 
+@LEARNERS.register("tip-adapter")
 class TipAdapter(ZeroShot):
     """Tip-Adapter (``train_steps=0``, training-free) or Tip-Adapter-F (``train_steps > 0``).
 
@@ -141,6 +143,7 @@ class TipAdapter(ZeroShot):
         return zero_shot + self.alpha_ * cache_logits(features, self.keys_, self.values_, self.beta_)
 
 
+@LEARNERS.register("tip-adapter-f")
 class TipAdapterF(TipAdapter):
     """Tip-Adapter-F: `TipAdapter` whose cache keys are trained on the support set (100 steps)."""
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from fewshot.errors import FewshotError, NotFittedError
+from fewshot.learners import LEARNERS
 from fewshot.learners.base import EMBEDDING, FewShotLearner
 from fewshot.scoring import prototype_logits
 from fewshot.zeroshot.prompts import check_class_names, check_text_encoder, text_prototypes
@@ -38,6 +39,7 @@ class TextPrototypes:
         return torch.stack([self._cache[n] for n in names])
 
 
+@LEARNERS.register("zeroshot")
 class ZeroShot(FewShotLearner):
     """CLIP zero-shot over an episode's classes.
 
