@@ -19,17 +19,14 @@ model can be evaluated on 5-way tasks); N > ``ways`` is refused with a clear err
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fewshot.encoders.base import Encoder
 from fewshot.errors import FewshotError
-from fewshot.learners import maml_strategies as strategies
 from fewshot.learners.base import ADAPTIVE, FewShotLearner
+from fewshot.learners.maml_batching import MetaBatching
 from fewshot.learners.maml_strategies import STRATEGIES, Forward, Params, Strategy, task_loss
 from fewshot.sampling import Episode
 
@@ -51,15 +48,7 @@ def _no_running_stats(module: nn.Module) -> None:
             layer.num_batches_tracked = None
 
 
-def _stack(episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Same-shape episodes as ``(T, ...)`` support_x, support_y, query_x, query_y."""
-    return tuple(  # type: ignore[return-value]
-        torch.stack([getattr(e, f) for e in episodes])
-        for f in ("support_x", "support_y", "query_x", "query_y")
-    )
-
-
-class MAML(FewShotLearner):
+class MAML(MetaBatching, FewShotLearner):
     """Model-agnostic meta-learning over an encoder plus a ``ways``-output linear head.
 
     Args:
@@ -75,7 +64,8 @@ class MAML(FewShotLearner):
         strategy: ``auto``, ``loop``, ``vmap`` or ``grouped`` (see `fewshot.learners.maml_strategies`).
 
     Shapes: ``fit(support_x (N*K, C, H, W), support_y (N*K,))``; ``logits(query_x (M, C, H, W))``
-    -> ``(M, N)``.
+    -> ``(M, N)``. A batch of tasks (``meta_batch_loss``, ``meta_batch_backward``,
+    ``batch_episode_predictions``) runs through `fewshot.learners.maml_batching`.
     """
 
     kind = ADAPTIVE
@@ -243,50 +233,6 @@ class MAML(FewShotLearner):
                 f"{ways}-way tasks: evaluate with --ways {self.ways} or fewer, or train with --ways {ways}"
             )
 
-    def meta_batch_loss(self, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean query loss and accuracy over a meta-batch of same-shape episodes (one meta-step)."""
-        self._check_ways(episodes[0].ways)
-        stacks = _stack(episodes)
-        return strategies.stacked_meta_loss(
-            self, *stacks, strategies.resolve_strategy(self, *stacks, train=True)
-        )
-
-    def meta_batch_backward(
-        self,
-        episodes: list[Episode],
-        autocast: Callable[[], AbstractContextManager] = nullcontext,
-        scale: Callable[[torch.Tensor], torch.Tensor] = lambda loss: loss,
-    ) -> tuple[float, float]:
-        """Accumulate one meta-step's gradient into ``.grad``; returns (mean query loss, accuracy).
-
-        The gradient is that of `meta_batch_loss`. With the ``loop`` strategy each task's query
-        loss is back-propagated as soon as it is computed, as learn2learn's recipe does, so only
-        one task's graph is alive at a time (less memory, and faster on a CPU); the vectorised
-        strategies back-propagate the whole meta-batch at once. Forward passes run under
-        `autocast()`; `scale` wraps each loss before its backward (a GradScaler's ``scale``).
-        """
-        self._check_ways(episodes[0].ways)
-        stacks = _stack(episodes)
-        strategy = strategies.resolve_strategy(self, *stacks, train=True)
-        if strategy != "loop":
-            with autocast():
-                loss, accuracy = strategies.stacked_meta_loss(self, *stacks, strategy)
-            scale(loss).backward()
-            return loss.item(), accuracy.item()
-        params = self.meta_parameters()
-        ways = int(episodes[0].support_y.max()) + 1
-        total_loss, correct, count = 0.0, 0, 0
-        for e in episodes:
-            with autocast(), torch.enable_grad():
-                adapted = self._inner_loop(params, e.support_x, e.support_y, ways, self.inner_steps, True)
-                loss, logits = self._query_loss(adapted, e.query_x, e.query_y, ways)
-                loss = loss / len(episodes)
-            scale(loss).backward()
-            total_loss += loss.item()
-            correct += int((logits.argmax(-1) == e.query_y).sum())
-            count += e.query_y.numel()
-        return total_loss, correct / count
-
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         return self.meta_batch_loss([episode])
 
@@ -309,20 +255,6 @@ class MAML(FewShotLearner):
         """``(M, C, H, W)`` -> ``(M, N)`` with the adapted parameters (BatchNorm over these M)."""
         self._check_fitted("adapted_")
         return self._query_logits(self.adapted_, query_x, self.fitted_ways_)
-
-    @torch.no_grad()
-    def batch_episode_predictions(
-        self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor
-    ) -> torch.Tensor:
-        """Many test episodes at once (fit + predict): ``(B, n_s, ...)``, ``(B, n_s)``, ``(B, n_q, ...)``
-        -> predicted labels ``(B, n_q)``. The stored meta-parameters are not changed."""
-        self._check_ways(int(support_y.max()) + 1)
-        query_y = torch.zeros(query_x.shape[:2], dtype=torch.long, device=query_x.device)
-        strategy = strategies.resolve_strategy(self, support_x, support_y, query_x, query_y, train=False)
-        steps = self.test_inner_steps
-        return strategies.batch_query_logits(
-            self, strategy, support_x, support_y, query_x, steps, False
-        ).argmax(-1)
 
     def train_defaults(self) -> dict:
         """Meta-training settings of the MAML paper for this head width (meta-batch, no lr decay)."""

@@ -4,13 +4,15 @@ One set of semantics, several executions (the tests check that all give the same
 meta-gradient as a plain `torch.autograd.grad(create_graph=True)` loop):
 
 - ``loop``: one task after another, `functional_call` + `torch.autograd.grad`. It is part of
-  the algorithm itself, in `fewshot.learners.maml`.
+  the algorithm itself, in `fewshot.learners.maml`; here is only its memory-saving meta-step
+  (`loop_meta_backward`, one task's graph alive at a time).
 - ``vmap``: `torch.func.vmap` over the meta-batch with `torch.func.grad` in the inner loop.
 - ``grouped``: the tasks of a meta-batch laid out as convolution groups (Conv-4 only, see
   `Conv4.grouped_forward`): one convolution per layer for all tasks, per-task BatchNorm
   statistics for free.
 - ``auto``: ``loop`` on a CPU (where it was measured fastest, see benchmarks/RESULTS.md);
-  on other devices every strategy is timed once on the first meta-batch and the fastest kept.
+  on other devices every strategy is timed once on the first meta-batch and the fastest kept
+  (`fewshot.learners.maml_batching`).
 
 Also here: the functional pieces the strategies share with the learner (`Params`, `Forward`,
 `task_loss`). The functions drive the learner's functional inner loop (``_inner_loop``,
@@ -20,9 +22,9 @@ learner's module: `fewshot.learners.maml` imports this one, not the other way ro
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
-from typing import Literal, Protocol
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,9 @@ from torch import nn
 
 from fewshot.encoders.conv4 import Conv4
 from fewshot.errors import FewshotError
+
+if TYPE_CHECKING:
+    from fewshot.episodes import Episode
 
 Strategy = Literal["auto", "loop", "vmap", "grouped"]
 STRATEGIES = ("loop", "vmap", "grouped")
@@ -75,6 +80,37 @@ class MetaLearner(Protocol):
 
 
 # -- a meta-batch with a resolved strategy ------------------------------------------------
+
+
+def stack_episodes(episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Same-shape episodes as ``(T, ...)`` support_x, support_y, query_x, query_y."""
+    return tuple(  # type: ignore[return-value]
+        torch.stack([getattr(e, f) for e in episodes])
+        for f in ("support_x", "support_y", "query_x", "query_y")
+    )
+
+
+def loop_meta_backward(
+    learner: MetaLearner,
+    episodes: list[Episode],
+    autocast: Callable[[], AbstractContextManager],
+    scale: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[float, float]:
+    """The ``loop`` meta-step: each task's query loss back-propagated as soon as it is computed
+    (learn2learn's recipe); returns (mean query loss, accuracy)."""
+    params = learner.meta_parameters()
+    ways = int(episodes[0].support_y.max()) + 1
+    total_loss, correct, count = 0.0, 0, 0
+    for e in episodes:
+        with autocast(), torch.enable_grad():
+            adapted = learner._inner_loop(params, e.support_x, e.support_y, ways, learner.inner_steps, True)
+            loss, logits = learner._query_loss(adapted, e.query_x, e.query_y, ways)
+            loss = loss / len(episodes)
+        scale(loss).backward()
+        total_loss += loss.item()
+        correct += int((logits.argmax(-1) == e.query_y).sum())
+        count += e.query_y.numel()
+    return total_loss, correct / count
 
 
 def stacked_meta_loss(
@@ -227,53 +263,6 @@ class _WithGradients(torch.autograd.Function):
         return None, None, *(grad_output * g for g in ctx.grads)
 
 
-# -- the auto-tuner -----------------------------------------------------------------------
-
-
-def resolve_strategy(
-    learner: MetaLearner,
-    support_x: torch.Tensor,
-    support_y: torch.Tensor,
-    query_x: torch.Tensor,
-    query_y: torch.Tensor,
-    train: bool,
-) -> str:
-    """The learner's strategy; for ``auto``, the fastest for these shapes (timed once, then cached)."""
-    if learner.strategy != "auto":
-        return learner.strategy
-    device = support_x.device
-    if device.type == "cpu":
-        return "loop"
-    key = (device.type, tuple(support_x.shape), tuple(query_x.shape), train)
-    if key not in learner._chosen:
-        stacks = (support_x, support_y, query_x, query_y)
-        candidates = [s for s in STRATEGIES if s != "grouped" or isinstance(learner.encoder, Conv4)]
-        timings = {name: _time_strategy(learner, name, stacks, train) for name in candidates}
-        learner._chosen[key] = min(timings, key=timings.get)
-    return learner._chosen[key]
-
-
-def _time_strategy(learner: MetaLearner, name: str, stacks: tuple[torch.Tensor, ...], train: bool) -> float:
-    """Seconds of one call of strategy `name` (with the meta-backward when training)."""
-    seconds = 0.0
-    for _ in range(2):  # the first call warms up kernels
-        _sync(stacks[0].device)
-        start = time.perf_counter()
-        if train:
-            loss = stacked_meta_loss(learner, *stacks, name)[0]
-            torch.autograd.grad(loss, list(learner.parameters()), allow_unused=True)
-        else:
-            batch_query_logits(learner, name, *stacks[:3], learner.test_inner_steps, False)
-        _sync(stacks[0].device)
-        seconds = time.perf_counter() - start
-    return seconds
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 __all__ = [
     "STRATEGIES",
     "Forward",
@@ -283,7 +272,8 @@ __all__ = [
     "batch_query_logits",
     "grouped_forward",
     "grouped_head",
-    "resolve_strategy",
+    "loop_meta_backward",
+    "stack_episodes",
     "stacked_meta_loss",
     "task_loss",
     "vmap_meta_loss",
