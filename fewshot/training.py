@@ -6,19 +6,18 @@ kept; early stopping after ``patience`` validations without improvement; a progr
 shows loss and accuracy; every validation is logged to ``log.csv`` and the run's settings
 and summary to ``run.json``.
 
-Resuming: at every validation the run writes, each atomically and in this order, the best
-checkpoint (when it improved), the state (weights, optimiser, schedule, RNG, counters and
-the log rows) and the log. The state is the commit point: a run killed anywhere and run
-again with the same settings resumes from its last state and ends with exactly the files of
-an uninterrupted run (timing fields aside). Other settings are refused (`fewshot.runs`).
+A unit of `fewshot.run_loop` is one meta-step. Resuming: at every validation the run writes,
+each atomically and in this order, the best checkpoint (when it improved), the state
+(weights, optimiser, schedule, RNG, counters and the log rows) and the log. The state is the
+commit point: a run killed anywhere and run again with the same settings resumes from its last
+state and ends with exactly the files of an uninterrupted run (timing fields aside). Other
+settings are refused (`fewshot.runs`).
 """
 
 from __future__ import annotations
 
-import math
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,74 +25,16 @@ import torch
 
 from fewshot.checkpoints import save_checkpoint
 from fewshot.data.tensors import LabeledTensors
-from fewshot.device import autocast_dtype, resolve_device
+from fewshot.device import resolve_device
 from fewshot.errors import FewshotError
 from fewshot.faults import crash_point
 from fewshot.learners.base import FewShotLearner
 from fewshot.preprocessing import preprocessing_from_data
+from fewshot.run_loop import MixedPrecision, RunProgress, RunTask, run_units
 from fewshot.runs import RunFiles, check_output_file, finish_run, open_run
 from fewshot.sampling import EpisodeSampler
-from fewshot.training_state import load_train_state, run_settings, save_train_state, write_log
-
-CLI_OPTIONS = {"ways", "shots", "queries", "steps", "lr", "lr_step", "meta_batch", "val_every"}
-CLI_OPTIONS |= {"val_episodes", "patience", "seed"}
-
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters of a meta-training run (episodes are counted in ``steps``)."""
-
-    ways: int = 60
-    shots: int = 1
-    queries: int = 5
-    steps: int = 10_000
-    lr: float = 1e-3
-    lr_step: int = 2_000  # multiply the learning rate by lr_gamma every lr_step steps; 0 = constant
-    lr_gamma: float = 0.5
-    weight_decay: float = 0.0
-    meta_batch: int = 1  # episodes whose losses are averaged per optimiser step (one meta-step)
-    val_ways: int = 5
-    val_shots: int = 1
-    val_queries: int = 15
-    val_episodes: int = 200
-    val_every: int = 500
-    patience: int = 0  # validations without improvement before stopping; 0 = never stop early
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool = True  # used on CUDA only
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def check(self) -> None:
-        """Refuse impossible settings in one line naming the option (``--steps``, ...)."""
-        minimum = {"ways": 2, "val_ways": 2, "lr_step": 0, "patience": 0, "seed": 0}
-        for name in ("shots", "queries", "steps", "meta_batch", "val_shots", "val_queries"):
-            minimum[name] = 1
-        minimum.update(val_episodes=1, val_every=1)
-        for name, low in minimum.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise FewshotError(f"{_option(name)} must be a whole number of at least {low}, got {value!r}")
-        for name in ("lr", "lr_gamma"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise FewshotError(f"{_option(name)} must be a positive number, got {value!r}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise FewshotError(f"weight_decay must be zero or positive, got {self.weight_decay!r}")
-
-
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-") if name in CLI_OPTIONS else f"TrainConfig.{name}"
-
-
-@dataclass
-class TrainResult:
-    best_val_accuracy: float | None  # None when trained without validation data
-    best_step: int
-    steps_done: int
-    seconds: float
-    stopped_early: bool
-    checkpoint: str
-    resumed_from: int = 0  # the step an earlier, interrupted run had reached (0: a fresh run)
+from fewshot.training_config import CLI_OPTIONS, TrainConfig, TrainResult
+from fewshot.training_state import restore_train_state, run_settings, train_counters, train_state, write_log
 
 
 def _episode_accuracy(
@@ -154,84 +95,121 @@ def _train_locked(
     metadata: dict[str, Any] | None,
     progress: bool,
 ) -> TrainResult:
-    from tqdm.auto import tqdm
-
-    from fewshot.progress import show_progress
-
-    device = resolve_device(config.device)
-    learner.to(device)
-    torch.manual_seed(config.seed)
-    sampler = EpisodeSampler(
-        train_data.labels,
-        config.ways,
-        config.shots,
-        config.queries,
-        episodes=config.steps * config.meta_batch,
-        seed=config.seed,
-    )
-    optimizer, schedule = _optimiser(learner, config)
-    amp_dtype = autocast_dtype(device) if config.mixed_precision else None
-    # float16 (GPUs without bfloat16) needs loss scaling; bfloat16 and float32 do not.
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    run = {"step": 0, "best_acc": -math.inf, "best_step": 0, "bad_rounds": 0, "elapsed": 0.0}
-    run.update(stopped_early=False, rows=[])
-    if files.state.exists():
-        run = load_train_state(files.state, device, learner, optimizer, schedule, scaler)
-    start_step = run["step"]
-    write_log(files.log, run["rows"])  # drops rows a killed run wrote after its last state
-
-    meta = _checkpoint_metadata(metadata, config, train_data)
-
-    learner.train()
-    window = [0.0, 0.0, 0]  # loss sum, accuracy sum, episodes since the last validation
-    started = time.perf_counter() - run["elapsed"]
-    bar = tqdm(
-        total=config.steps, initial=start_step, desc="train", unit="ep", disable=not show_progress(progress)
-    )
-    episodes = sampler.iter_indices()
-    # Skip the episodes a resumed run has already seen, so the sequence stays the seed's.
-    for _ in range(start_step * config.meta_batch):
-        next(episodes)
-
-    def autocast():
-        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
-
-    def gather():
-        return sampler.gather(train_data.data, next(episodes)).to(device, non_blocking=True)
-
-    first = config.steps + 1 if run["stopped_early"] else start_step + 1
-    try:
-        for step in range(first, config.steps + 1):
-            optimizer.zero_grad(set_to_none=True)
-            _accumulate_gradient(learner, gather, autocast, scaler, config.meta_batch, window)
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
-            bar.update(1)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{window[0] / window[2]:.3f}", acc=f"{window[1] / window[2]:.3f}")
-            if step % config.val_every == 0 or step == config.steps:
-                run["step"] = step
-                _validate(learner, files, config, val_data, device, meta, run, window, started, schedule)
-                window = [0.0, 0.0, 0]
-                save_train_state(files.state, device, learner, optimizer, schedule, scaler, run)
-                crash_point("train.state")
-                write_log(files.log, run["rows"])
-                crash_point("train.log")
-                if run["stopped_early"]:
-                    break
-    finally:
-        bar.close()
-
+    task = MetaTraining(learner, train_data, files, config, val_data, metadata)
+    run = run_units(task, files, progress)
     return TrainResult(
-        best_val_accuracy=run["best_acc"] if val_data is not None else None,
-        best_step=run["best_step"],
-        steps_done=run["step"],
-        seconds=round(time.perf_counter() - started, 1),
-        stopped_early=run["stopped_early"],
+        best_val_accuracy=run.best_score if val_data is not None else None,
+        best_step=run.best,
+        steps_done=run.done,
+        seconds=round(time.perf_counter() - task.started, 1),
+        stopped_early=run.stopped_early,
         checkpoint=str(files.out),
-        resumed_from=start_step,
+        resumed_from=task.resumed_from,
     )
+
+
+class MetaTraining(RunTask):
+    """Meta-training as a `fewshot.run_loop` task: a unit is one meta-step of episodes."""
+
+    command, unit = "train", "ep"
+
+    def __init__(self, learner, train_data, files: RunFiles, config: TrainConfig, val_data, metadata) -> None:
+        self.learner, self.train_data, self.files, self.config = learner, train_data, files, config
+        self.val_data, self.metadata = val_data, metadata
+        self.total, self.patience = config.steps, config.patience
+        self.device = resolve_device(config.device)
+        learner.to(self.device)
+        torch.manual_seed(config.seed)
+        self.sampler = EpisodeSampler(
+            train_data.labels,
+            config.ways,
+            config.shots,
+            config.queries,
+            episodes=config.steps * config.meta_batch,
+            seed=config.seed,
+        )
+        self.optimizer, self.schedule = _optimiser(learner, config)
+        self.amp = MixedPrecision(self.device, config.mixed_precision)
+        self.scaler = self.amp.scaler()
+        self.rows: list[list[str]] = []
+        self.elapsed = 0.0
+        self.window = [0.0, 0.0, 0]  # loss sum, accuracy sum, episodes since the last validation
+
+    def restore(self, state: dict) -> None:
+        restore_train_state(state, self.learner, self.optimizer, self.schedule, self.scaler)
+
+    def progress_from(self, state: dict) -> RunProgress:
+        run = train_counters(self.files.state, state)
+        self.rows, self.elapsed = run["rows"], run["elapsed"]
+        counters = (run["step"], run["best_acc"], run["best_step"], run["bad_rounds"], run["stopped_early"])
+        return RunProgress(*counters)
+
+    def start(self, progress: RunProgress, resumed: bool) -> None:
+        write_log(self.files.log, self.rows)  # drops rows a killed run wrote after its last state
+        self.meta = _checkpoint_metadata(self.metadata, self.config, self.train_data)
+        self.learner.train()
+        self.started = time.perf_counter() - self.elapsed
+        self.resumed_from = progress.done
+        self.episodes = self.sampler.iter_indices()
+        # Skip the episodes a resumed run has already seen, so the sequence stays the seed's.
+        for _ in range(progress.done * self.config.meta_batch):
+            next(self.episodes)
+
+    def _gather(self) -> torch.Tensor:
+        episode = self.sampler.gather(self.train_data.data, next(self.episodes))
+        return episode.to(self.device, non_blocking=True)
+
+    def run_unit(self, index: int) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        _accumulate_gradient(
+            self.learner, self._gather, self.amp.autocast, self.scaler, self.config.meta_batch, self.window
+        )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+
+    def postfix(self, done: int) -> dict[str, str] | None:
+        if done % 20:
+            return None
+        loss, acc, n = self.window
+        return {"loss": f"{loss / n:.3f}", "acc": f"{acc / n:.3f}"}
+
+    def validates_after(self, done: int) -> bool:
+        return done % self.config.val_every == 0
+
+    def validate(self, done: int) -> float:
+        """Validation accuracy (without validation data: the step, so the latest is kept); logs the row."""
+        val_acc = float("nan")
+        if self.val_data is not None:
+            self.learner.eval()
+            val_acc = _episode_accuracy(self.learner, self.val_data, self.config, self.device)
+            self.learner.train()
+        loss, acc, n = self.window[0], self.window[1], max(self.window[2], 1)
+        lr, seconds = self.schedule.get_last_lr()[0], time.perf_counter() - self.started
+        self.rows.append(
+            [str(done), f"{loss / n:.5f}", f"{acc / n:.5f}", f"{val_acc:.5f}", f"{lr:.3g}", f"{seconds:.1f}"]
+        )
+        self.elapsed = time.perf_counter() - self.started
+        self.window = [0.0, 0.0, 0]
+        return val_acc if self.val_data is not None else float(done)
+
+    def keep_best(self, out: Path | None, done: int, score: float) -> None:
+        self.meta["val_accuracy"] = None if self.val_data is None else score
+        self.meta["best_step"] = done
+        save_checkpoint(out, self.learner, self.meta)
+
+    def training_state(self) -> dict:
+        return train_state(self.learner, self.optimizer, self.schedule, self.scaler, {})
+
+    def state(self, progress: RunProgress) -> dict:
+        run = {"step": progress.done, "best_acc": progress.best_score, "best_step": progress.best}
+        run.update(bad_rounds=progress.bad_rounds, elapsed=self.elapsed, stopped_early=progress.stopped_early)
+        run["rows"] = self.rows
+        return train_state(self.learner, self.optimizer, self.schedule, self.scaler, run)
+
+    def after_state(self) -> None:
+        write_log(self.files.log, self.rows)
+        crash_point("train.log")
 
 
 def _optimiser(learner: FewShotLearner, config: TrainConfig):
@@ -281,35 +259,4 @@ def _accumulate_gradient(
         window[2] += 1
 
 
-def _validate(learner, files, config, val_data, device, meta, run, window, started, schedule) -> None:
-    """Validate, log the row, and write the checkpoint if it is the best so far (in `run`)."""
-    step = run["step"]
-    val_acc = float("nan")
-    if val_data is not None:
-        learner.eval()
-        val_acc = _episode_accuracy(learner, val_data, config, device)
-        learner.train()
-    # Without validation data there is nothing to select on: the latest step is kept.
-    score = val_acc if val_data is not None else float(step)
-    n = max(window[2], 1)
-    run["rows"].append(
-        [
-            str(step),
-            f"{window[0] / n:.5f}",
-            f"{window[1] / n:.5f}",
-            f"{val_acc:.5f}",
-            f"{schedule.get_last_lr()[0]:.3g}",
-            f"{time.perf_counter() - started:.1f}",
-        ]
-    )
-    run["elapsed"] = time.perf_counter() - started
-    if score > run["best_acc"]:
-        run.update(best_acc=score, best_step=step, bad_rounds=0)
-        meta["val_accuracy"] = None if val_data is None else val_acc
-        meta["best_step"] = step
-        save_checkpoint(files.out, learner, meta)
-        crash_point("train.checkpoint")
-    else:
-        run["bad_rounds"] += 1
-    if config.patience and run["bad_rounds"] >= config.patience:
-        run["stopped_early"] = True
+__all__ = ["CLI_OPTIONS", "MetaTraining", "TrainConfig", "TrainResult", "train"]

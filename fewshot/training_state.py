@@ -1,6 +1,6 @@
-"""The files a training run keeps beside its checkpoint: settings, state and log.
+"""The files a meta-training run keeps beside its checkpoint: settings, state and log.
 
-See `fewshot.training` for the order they are written in, and `fewshot.runs` for how a run's
+See `fewshot.run_loop` for the order they are written in, and `fewshot.runs` for how a run's
 settings decide whether it may resume.
 """
 
@@ -63,14 +63,26 @@ def run_settings(
     )
 
 
-def load_train_state(path: Path, device: torch.device, learner, optimizer, schedule, scaler) -> dict:
-    def restore(state: dict) -> None:
-        learner.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        scaler.load_state_dict(state["scaler"])
+def train_state(learner, optimizer, schedule, scaler, run: dict) -> dict:
+    """The state file's entries: the modules' states, then `run` (counters and log rows)."""
+    return {
+        "model": learner.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "scaler": scaler.state_dict(),
+        **run,
+    }
 
-    state = load_state(path, device, restore)
+
+def restore_train_state(state: dict, learner, optimizer, schedule, scaler) -> None:
+    learner.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    scaler.load_state_dict(state["scaler"])
+
+
+def train_counters(path: Path, state: dict) -> dict:
+    """The counters and log rows of a state read from `path` (`CheckpointError` if missing)."""
     try:
         return {
             "step": int(state["step"]),
@@ -87,14 +99,12 @@ def load_train_state(path: Path, device: torch.device, learner, optimizer, sched
         ) from err
 
 
+def load_train_state(path: Path, device: torch.device, learner, optimizer, schedule, scaler) -> dict:
+    state = load_state(path, device, lambda s: restore_train_state(s, learner, optimizer, schedule, scaler))
+    return train_counters(path, state)
+
+
 def save_train_state(
     path: Path, device: torch.device, learner, optimizer, schedule, scaler, run: dict
 ) -> None:
-    state = {
-        "model": learner.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(),
-        "scaler": scaler.state_dict(),
-        **run,
-    }
-    save_state(path, state, device)
+    save_state(path, train_state(learner, optimizer, schedule, scaler, run), device)
