@@ -125,3 +125,12 @@ def test_the_docstring_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = textwrap.dedent(run_loop.__doc__.split("::", 1)[1])
     exec(code, {**vars(run_loop), "Path": Path})  # noqa: S102 - our own docstring
+
+
+def test_the_trainers_on_the_loop_sit_in_no_import_circle():
+    from test_layers import _circles
+
+    trainers = {"fewshot.run_loop", "fewshot.training", "fewshot.training_config"}
+    trainers |= {f"fewshot.transfer.{name}" for name in ("finetune", "finetune_loop", "finetune_config")}
+    for circle in _circles():
+        assert not circle & trainers, sorted(circle)

@@ -1,4 +1,5 @@
-"""The epochs of `fewshot.transfer.finetune.finetune`, resumable after every epoch.
+"""The epochs of `fewshot.transfer.finetune.finetune`: a `fewshot.run_loop` task whose unit
+is one epoch, resumable after every epoch.
 
 After each epoch the run writes, each atomically and in this order, the best checkpoint (when
 validation improved) and the state (weights, optimiser, schedule, data-order generator, RNG,
@@ -9,9 +10,7 @@ read back from the checkpoint at the end, so the state never holds two models.
 from __future__ import annotations
 
 import copy
-import math
 import time
-from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.checkpoints import save_checkpoint, weights_digest
-from fewshot.device import autocast_dtype, resolve_device
-from fewshot.faults import crash_point
+from fewshot.data.tensors import LabeledTensors
+from fewshot.device import resolve_device
 from fewshot.learners.classifier import Classifier
-from fewshot.transfer.finetune import (
-    EpochRecord,
-    FinetuneConfig,
-    FinetuneResult,
-    accuracy,
-    augment_batch,
-    init_head_with_prototypes,
-)
+from fewshot.run_loop import MixedPrecision, RunProgress, RunTask, run_units
+from fewshot.transfer.finetune_config import EpochRecord, FinetuneConfig, FinetuneResult
 from fewshot.transfer.sources import classifier_metadata
 from fewshot.transfer.strategies import (
     block_parameters,
@@ -58,94 +51,73 @@ def run_settings(encoder, encoder_name: str, data, val_data, config: FinetuneCon
     )
 
 
+def augment_batch(x: torch.Tensor, generator: torch.Generator, hflip: bool) -> torch.Tensor:
+    """Random translations of up to 1/8 of the side (zero padding) and optional flips: ``(B, C, H, W)``."""
+    b, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
+    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+    if hflip:
+        flip = torch.rand(b, generator=generator) < 0.5
+        out[flip] = out[flip].flip(-1)
+    return out
+
+
+@torch.no_grad()
+def accuracy(model: Classifier, data: LabeledTensors, device: torch.device, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` on every item of ``data``."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        for i in range(0, len(data), batch_size):
+            x = data.data[i : i + batch_size].to(device)
+            y = data.labels[i : i + batch_size].to(device)
+            correct += int((model.logits(x).argmax(-1) == y).sum())
+    finally:
+        model.train(was_training)
+    return correct / max(1, len(data))
+
+
+@torch.no_grad()
+def init_head_with_prototypes(model: Classifier, data: LabeledTensors, device: torch.device) -> None:
+    """Set the head to nearest class mean on the head's inputs: ``W = 2 mu``, ``b = -||mu||^2``.
+
+    Training then starts from ProtoNet's classifier (as Proto-MAML does) instead of a random
+    head whose first gradients would disturb the pretrained features.
+    """
+    model.eval()
+    z = model.encoder.encode_batched(data.data).to(device)
+    feats = model.features(z)
+    n = len(model.class_names)
+    labels = data.labels.to(device)
+    sums = torch.zeros(n, feats.shape[1], device=device).index_add_(0, labels, feats)
+    means = sums / torch.bincount(labels, minlength=n).clamp(min=1).unsqueeze(1)
+    model.head.weight.copy_(2 * means)
+    model.head.bias.copy_(-means.pow(2).sum(-1))
+
+
 def finetune_epochs(encoder, data, val_data, config, files, encoder_name, metadata, on_epoch, progress):
     """The epochs; with `files`, resumable from ``files.state`` (written after every epoch)."""
-    from tqdm.auto import tqdm
-
-    from fewshot.progress import show_progress
-    from fewshot.runs import load_state, save_state
-
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    model = Classifier(encoder, data.class_names, normalize=config.normalize).to(device)
-    n_blocks = len(block_parameters(encoder))
-    trainable_blocks_at(config.strategy, n_blocks, config.freeze, 0, config.unfreeze_every)  # validates
-    optimizer = torch.optim.AdamW(
-        parameter_groups(encoder, model.head, config.lr, config.head_lr, config.lr_decay, config.weight_decay)
-    )
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    generator = torch.Generator().manual_seed(config.seed)
-    run: dict[str, Any] = {"epoch": 0, "best_acc": -math.inf, "best_epoch": -1, "bad_epochs": 0}
-    run.update(stopped_early=False, history=[])
-
-    def restore(state: dict) -> None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"].cpu())
-        run.update({k: state[k] for k in run})
-
-    if files is not None and files.state.exists():
-        load_state(files.state, device, restore)
-    elif config.head_init == "prototypes":
-        init_head_with_prototypes(model, data, device)
-    meta = {
-        **classifier_metadata(encoder_name, model),
-        **(metadata or {}),
-        "finetune": {k: v for k, v in asdict(config).items() if k != "device"},
-        "dataset": data.info,
-    }
-    history = [EpochRecord(**r) for r in run["history"]]
-    best_state = None
-    first = config.epochs if run["stopped_early"] else run["epoch"]
-    bar = tqdm(
-        total=config.epochs, initial=first, desc="finetune", unit="epoch", disable=not show_progress(progress)
-    )
-    try:
-        for epoch in range(first, config.epochs):
-            record = _epoch(
-                model, encoder, data, val_data, config, epoch, n_blocks, optimizer, generator, device
-            )
-            schedule.step()
-            history.append(record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record.train_loss:.3f}", val=f"{record.val_accuracy:.3f}")
-            if on_epoch is not None:
-                on_epoch(record, model)
-            run.update(epoch=epoch + 1, history=[asdict(r) for r in history])
-            if record.val_accuracy > run["best_acc"]:
-                run.update(best_acc=record.val_accuracy, best_epoch=epoch, bad_epochs=0)
-                best_state = copy.deepcopy(model.state_dict()) if files is None else None
-                if files is not None:
-                    meta.update(val_accuracy=record.val_accuracy, best_epoch=epoch)
-                    save_checkpoint(files.out, model, meta)
-                    crash_point("finetune.checkpoint")
-            else:
-                run["bad_epochs"] += 1
-                run["stopped_early"] = bool(config.patience and run["bad_epochs"] >= config.patience)
-            if files is not None:
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
-                state.update(schedule=schedule.state_dict(), generator=generator.get_state(), **run)
-                save_state(files.state, state, device)
-                crash_point("finetune.state")
-            if run["stopped_early"]:
-                break
-    finally:
-        bar.close()
-    if files is not None and run["best_epoch"] >= 0:
-        best_state = _read_weights(files.out)  # the best epoch's weights, written as it ended
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    task = FinetuneEpochs(encoder, data, val_data, config, encoder_name, metadata, on_epoch)
+    run = run_units(task, files, progress)
+    model = task.model
+    if files is not None and run.best > 0:
+        task.best_state = _read_weights(files.out)  # the best epoch's weights, written as it ended
+    if task.best_state is not None:
+        model.load_state_dict(task.best_state)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
     result = FinetuneResult(
-        best_val_accuracy=run["best_acc"],
-        best_epoch=run["best_epoch"],
-        epochs_done=len(history),
-        stopped_early=run["stopped_early"],
+        best_val_accuracy=run.best_score,
+        best_epoch=run.best - 1,
+        epochs_done=len(task.history),
+        stopped_early=run.stopped_early,
         checkpoint=None if files is None else str(files.out),
-        history=history,
+        history=task.history,
     )
     return model, result
 
@@ -156,39 +128,128 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path)[0]
 
 
-def _epoch(
-    model, encoder, data, val_data, config, epoch, n_blocks, optimizer, generator, device
-) -> EpochRecord:
-    """One pass over ``data`` with the blocks of `epoch`'s phase trainable, then validation."""
-    started = time.perf_counter()
-    amp_dtype = autocast_dtype(device) if config.mixed_precision else None
-    n_train = trainable_blocks_at(config.strategy, n_blocks, config.freeze, epoch, config.unfreeze_every)
-    set_trainable_blocks(encoder, n_train)
-    model.train()
-    freeze_batchnorm_stats(encoder)
-    order = torch.randperm(len(data), generator=generator)
-    total_loss, total_correct = 0.0, 0
-    for start in range(0, len(data), config.batch_size):
-        idx = order[start : start + config.batch_size]
-        x, y = data.data[idx], data.labels[idx]
-        if config.augment and x.dim() == 4:
-            x = augment_batch(x, generator, config.hflip)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
-        with ctx:
-            logits = model.logits(x)
-            loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.item() * y.shape[0]
-        total_correct += int((logits.argmax(-1) == y).sum())
-    return EpochRecord(
-        epoch=epoch,
-        trainable_blocks=n_train,
-        frozen_blocks=frozen_state(encoder),
-        train_loss=total_loss / len(data),
-        train_accuracy=total_correct / len(data),
-        val_accuracy=accuracy(model, val_data, device),
-        seconds=round(time.perf_counter() - started, 2),
-    )
+class FinetuneEpochs(RunTask):
+    """Fine-tuning as a `fewshot.run_loop` task: a unit is one epoch, validated at its end."""
+
+    command, unit = "finetune", "epoch"
+
+    def __init__(
+        self, encoder, data, val_data, config: FinetuneConfig, encoder_name, metadata, on_epoch
+    ) -> None:
+        self.encoder, self.data, self.val_data, self.config = encoder, data, val_data, config
+        self.encoder_name, self.metadata, self.on_epoch = encoder_name, metadata, on_epoch
+        self.total, self.patience = config.epochs, config.patience
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.model = Classifier(encoder, data.class_names, normalize=config.normalize).to(self.device)
+        self.n_blocks = len(block_parameters(encoder))
+        self._blocks_at(0)  # refuses a strategy or --freeze that does not fit the encoder
+        groups = parameter_groups(
+            encoder, self.model.head, config.lr, config.head_lr, config.lr_decay, config.weight_decay
+        )
+        self.optimizer = torch.optim.AdamW(groups)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.amp = MixedPrecision(self.device, config.mixed_precision)
+        self.history: list[EpochRecord] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.generator.set_state(state["generator"].cpu())
+        # read here, so a state without them is the one `load_state` error
+        best = state["best_epoch"] + 1
+        self._resumed = RunProgress(
+            state["epoch"], state["best_acc"], best, state["bad_epochs"], state["stopped_early"]
+        )
+        self._history = state["history"]
+
+    def progress_from(self, state: dict) -> RunProgress:
+        return self._resumed
+
+    def start(self, progress: RunProgress, resumed: bool) -> None:
+        if resumed:
+            self.history = [EpochRecord(**r) for r in self._history]
+        elif self.config.head_init == "prototypes":
+            init_head_with_prototypes(self.model, self.data, self.device)
+        self.meta = {
+            **classifier_metadata(self.encoder_name, self.model),
+            **(self.metadata or {}),
+            "finetune": {k: v for k, v in asdict(self.config).items() if k != "device"},
+            "dataset": self.data.info,
+        }
+
+    def run_unit(self, index: int) -> None:
+        self.history.append(self._epoch(index))
+        self.schedule.step()
+
+    def postfix(self, done: int) -> dict[str, str]:
+        record = self.history[-1]
+        return {"loss": f"{record.train_loss:.3f}", "val": f"{record.val_accuracy:.3f}"}
+
+    def validate(self, done: int) -> float:
+        """The epoch's validation accuracy (measured as it ended); calls ``on_epoch`` first."""
+        if self.on_epoch is not None:
+            self.on_epoch(self.history[-1], self.model)
+        return self.history[-1].val_accuracy
+
+    def keep_best(self, out: Path | None, done: int, score: float) -> None:
+        if out is None:
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            return
+        self.meta.update(val_accuracy=score, best_epoch=done - 1)
+        save_checkpoint(out, self.model, self.meta)
+
+    def training_state(self) -> dict[str, Any]:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {**state, "schedule": self.schedule.state_dict(), "generator": self.generator.get_state()}
+
+    def state(self, progress: RunProgress) -> dict[str, Any]:
+        run = {"epoch": progress.done, "best_acc": progress.best_score, "best_epoch": progress.best - 1}
+        run.update(bad_epochs=progress.bad_rounds, stopped_early=progress.stopped_early)
+        return {**self.training_state(), **run, "history": [asdict(r) for r in self.history]}
+
+    def _blocks_at(self, epoch: int) -> int:
+        config = self.config
+        return trainable_blocks_at(
+            config.strategy, self.n_blocks, config.freeze, epoch, config.unfreeze_every
+        )
+
+    def _epoch(self, epoch: int) -> EpochRecord:
+        """One pass over the data with the blocks of `epoch`'s phase trainable, then validation."""
+        started = time.perf_counter()
+        config, data, model = self.config, self.data, self.model
+        n_train = self._blocks_at(epoch)
+        set_trainable_blocks(self.encoder, n_train)
+        model.train()
+        freeze_batchnorm_stats(self.encoder)
+        order = torch.randperm(len(data), generator=self.generator)
+        total_loss, total_correct = 0.0, 0
+        for start in range(0, len(data), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            x, y = data.data[idx], data.labels[idx]
+            if config.augment and x.dim() == 4:
+                x = augment_batch(x, self.generator, config.hflip)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with self.amp.autocast():
+                logits = model.logits(x)
+                loss = F.cross_entropy(logits.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += loss.item() * y.shape[0]
+            total_correct += int((logits.argmax(-1) == y).sum())
+        return EpochRecord(
+            epoch=epoch,
+            trainable_blocks=n_train,
+            frozen_blocks=frozen_state(self.encoder),
+            train_loss=total_loss / len(data),
+            train_accuracy=total_correct / len(data),
+            val_accuracy=accuracy(model, self.val_data, self.device),
+            seconds=round(time.perf_counter() - started, 2),
+        )
+
+
+__all__ = ["FinetuneEpochs", "accuracy", "augment_batch", "finetune_epochs", "init_head_with_prototypes"]
