@@ -108,6 +108,8 @@ class FewShotLearner(nn.Module):
     meta_trainable: bool = False
     #: Classes per training episode when `fewshot train` is not given ``--ways``.
     default_train_ways: int = 60
+    #: Where `fewshot compare` lists this learner among its default methods (lower first).
+    compare_rank: int = 100
     #: How this learner is fitted, for the not-fitted message.
     fit_signature: str = "fit(support_x, support_y)"
     #: The optional hooks this class defines (set by ``__init_subclass__``, never by hand).

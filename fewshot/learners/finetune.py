@@ -37,6 +37,8 @@ class Finetune(FewShotLearner):
         weight_decay: L2 penalty on the head.
     """
 
+    compare_rank = 3
+
     def __init__(
         self,
         encoder: Encoder,

@@ -69,6 +69,8 @@ class LinearProbe(FewShotLearner):
         max_iter: L-BFGS iterations.
     """
 
+    compare_rank = 2
+
     kind = EMBEDDING
 
     def __init__(

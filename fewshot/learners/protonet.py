@@ -26,6 +26,8 @@ class ProtoNet(FewShotLearner):
         scale: multiplies the logits (a temperature; 10 is a good value for cosine).
     """
 
+    compare_rank = 0
+
     kind = EMBEDDING
     meta_trainable = True
 

@@ -37,6 +37,8 @@ class SimpleShot(FewShotLearner):
         scale: multiplies the logits (negative squared distances between unit vectors).
     """
 
+    compare_rank = 1
+
     kind = EMBEDDING
 
     def __init__(

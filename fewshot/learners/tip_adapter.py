@@ -54,6 +54,8 @@ class TipAdapter(ZeroShot):
         scale: CLIP logit scale; None uses the encoder's.
     """
 
+    compare_rank = -2
+
     def __init__(
         self,
         encoder,
@@ -146,6 +148,8 @@ class TipAdapter(ZeroShot):
 @LEARNERS.register("tip-adapter-f")
 class TipAdapterF(TipAdapter):
     """Tip-Adapter-F: `TipAdapter` whose cache keys are trained on the support set (100 steps)."""
+
+    compare_rank = -1
 
     def __init__(self, encoder, train_steps: int = 100, **kwargs) -> None:
         super().__init__(encoder, train_steps=train_steps, **kwargs)

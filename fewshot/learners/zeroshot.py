@@ -49,6 +49,8 @@ class ZeroShot(FewShotLearner):
         scale: logit scale; None uses the encoder's.
     """
 
+    compare_rank = -3
+
     kind = EMBEDDING
     uses_class_names = True
 

@@ -1,0 +1,157 @@
+"""`fewshot compare` as a library call: several learners on the same episodes, shot by shot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fewshot.errors import FewshotError
+
+
+@dataclass
+class CompareRequest:
+    """The settings of one comparison (the options of `fewshot compare`)."""
+
+    methods: list[str] | None = None  # None: every learner that can run on the encoder
+    shots: list[int] | None = None  # None: 1, 2, 4, 8, 16
+    ways: int = 5
+    queries: int | None = None  # None: up to 15, as many as every class allows
+    episodes: int = 200
+    encoder: str | None = None
+    clip_model: str | None = None
+    pretrained: str | None = None
+    dataset: str = "omniglot"
+    split: str | None = None
+    subset: str | None = None  # None: the named set's default part (Omniglot test), else all
+    episode_file: list[Path] | None = None
+    save_episodes: Path | None = None
+    plot: Path | None = None
+    seed: int = 0
+    device: str = "auto"
+    data_dir: Path | None = None
+    progress: bool | None = None
+
+
+def comparable(cls: type) -> bool:
+    """Learners compare can run: fitted on frozen embeddings, without classes of their own."""
+    from fewshot.learners.base import EMBEDDING
+
+    return cls.kind == EMBEDDING and not cls.fixed_classes
+
+
+def default_methods(has_text: bool) -> list[str]:
+    """Every comparable learner (those that need class names only with a text encoder), in
+    the order their classes declare (``compare_rank``), then by name."""
+    from fewshot.learners import LEARNERS
+
+    chosen = [n for n in LEARNERS.names() if comparable(LEARNERS.get(n))]
+    chosen = [n for n in chosen if has_text or not LEARNERS.get(n).uses_class_names]
+    return sorted(chosen, key=lambda n: (LEARNERS.get(n).compare_rank, n))
+
+
+def check_methods(names: list[str]) -> None:
+    """Known methods that run on a frozen encoder (compare embeds the data once per encoder)."""
+    from fewshot.learners import LEARNERS
+
+    runs = [n for n in LEARNERS.names() if comparable(LEARNERS.get(n))]
+    for name in names:
+        cls = LEARNERS.get(name)  # unknown names fail here, with the list of choices
+        if not comparable(cls):
+            kind = "is a fixed-class model" if cls.fixed_classes else "adapts its encoder"
+            raise FewshotError(
+                f"--methods {name}: {name} {kind}, and compare runs frozen-encoder methods only "
+                f"({', '.join(runs)}); evaluate it with `fewshot eval --method {name}`"
+            )
+
+
+def check_request(r: CompareRequest) -> None:
+    """Refuse bad settings before any loading (one line naming the option)."""
+    if r.plot is not None and r.plot.suffix.lower() != ".png":
+        raise FewshotError(f"--plot must be a .png file, got {r.plot}")
+    if r.plot is not None:  # fail before any work when matplotlib is missing
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise FewshotError("--plot needs matplotlib: pip install 'fewshot[plot]'") from None
+    if r.save_episodes is not None and r.save_episodes.exists() and not r.save_episodes.is_dir():
+        raise FewshotError(
+            f"--save-episodes {r.save_episodes} is a file: give a folder for the episode files"
+        )
+    if r.methods is not None:
+        check_methods(r.methods)
+
+
+def run_compare(request: CompareRequest) -> tuple[list[Any], str]:
+    """Embed the data once, run every method on the same episode files; write the plot.
+    Returns ``(rows, title)``."""
+    from fewshot.device import resolve_device
+    from fewshot.transfer.compare import compare_methods, default_queries, episode_files_for, plot_rows
+
+    r = request
+    check_request(r)
+    device = resolve_device(r.device)
+    source, data, subset = _source_and_data(r, device)
+    names = r.methods or default_methods(hasattr(source.encoder, "encode_text"))
+    check_methods(names)
+    shots = r.shots or [1, 2, 4, 8, 16]
+    queries = r.queries or default_queries(data.labels, shots)
+    learners = _learners(names, source, r.seed)
+    with _episode_folder(r.save_episodes) as folder:
+        files = episode_files_for(
+            data.labels, shots, r.ways, queries, r.episodes, r.seed, folder, r.episode_file
+        )
+        rows = compare_methods(learners, data, files, device, progress=r.progress)
+    where = r.dataset if named(r.dataset) else Path(r.dataset).name
+    title = f"{source.description} on {where} {subset}: {rows[0].ways}-way, {rows[0].queries} queries/class"
+    if r.plot is not None:
+        plot_rows(rows, r.plot, title)
+    return rows, title
+
+
+def named(dataset: str) -> bool:
+    from fewshot.data.catalog import DATASETS
+
+    return dataset in DATASETS
+
+
+def _source_and_data(r: CompareRequest, device):
+    from fewshot.build import build_encoder, embedding_source, load_for_encoder
+    from fewshot.data.loading import default_subset, is_embedding_file
+
+    subset = r.subset or default_subset(r.dataset)
+    if r.encoder in (None, "identity") and is_embedding_file(r.dataset):
+        source, data = embedding_source(r.dataset, subset, r.split, r.seed)
+        return source, data, subset
+    options = {"model": r.clip_model, "pretrained": r.pretrained}
+    source = build_encoder(r.encoder, device, options, seed=r.seed)
+    return source, load_for_encoder(source, r.dataset, subset, r.split, r.data_dir, r.seed), subset
+
+
+def _learners(names: list[str], source, seed: int) -> dict[str, Any]:
+    """Each method around the one encoder (a checkpoint's own learner for its own method)."""
+    from fewshot.build import build_learner
+
+    learners = {}
+    for name in names:
+        if source.learner is not None and name == source.meta.get("learner"):
+            learners[name] = source.learner
+        else:
+            learners[name] = build_learner(name, source.encoder, seed=seed)
+    return learners
+
+
+def _episode_folder(save_episodes: Path | None):
+    """The folder the episode files go to: ``save_episodes`` (kept), else a temporary one."""
+    from contextlib import contextmanager
+
+    from fewshot.transfer.compare import temporary_folder
+
+    @contextmanager
+    def folder():
+        with temporary_folder() as scratch:
+            path = Path(save_episodes) if save_episodes else Path(scratch)
+            path.mkdir(parents=True, exist_ok=True)
+            yield path
+
+    return folder()
