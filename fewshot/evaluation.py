@@ -6,7 +6,9 @@ are drawn over the embeddings), a block of episodes per tensor operation when it
 ``batch_logits_embeddings`` (``batches_embeddings``); an ``ADAPTIVE`` learner (MAML) is
 fitted episode by episode on the raw items, or a block at a time when it has
 ``batch_episode_predictions`` (``batches_episodes``). A ``FIXED`` classifier has no episodes
-to be fitted on and is refused.
+to be fitted on and is refused. Learners with ``uses_class_names = True`` (zero-shot,
+Tip-Adapter) get the names of each episode's classes through ``set_class_names(names)``
+before ``fit``.
 """
 
 from __future__ import annotations
@@ -167,11 +169,14 @@ def _evaluate_episode_blocks(
     return torch.cat(accuracies).numpy()
 
 
-def _new_sampler(labels, episode_file: str | None, ways: int, shots: int, queries: int, **settings: Any):
-    """The episodes saved in `episode_file`, or new ones drawn with these settings."""
+def _new_sampler(
+    data: LabeledTensors, episode_file: str | None, *settings: Any
+) -> EpisodeSampler | EpisodeFile:
+    """The episodes saved in `episode_file`, or new ones drawn with these settings (``ways``,
+    ``shots``, ``queries``, ``episodes``, ``seed``, ``skip_small_classes``)."""
     if episode_file:
-        return EpisodeFile(episode_file, labels)
-    return EpisodeSampler(labels, ways, shots, queries, **settings)
+        return EpisodeFile(episode_file, data.labels)
+    return EpisodeSampler(data.labels, *settings, class_names=getattr(data, "class_names", None))
 
 
 def _save_episodes(sampler: EpisodeSampler | EpisodeFile, path: str) -> None:
@@ -181,6 +186,45 @@ def _save_episodes(sampler: EpisodeSampler | EpisodeFile, path: str) -> None:
         sampler.save(path)
     except OSError as err:
         raise FewshotError(f"cannot write episodes to {path}: {err.strerror or err}") from err
+
+
+def _evaluable_items(learner, data: LabeledTensors, cached: bool) -> torch.Tensor:
+    """``data.data``, refused when it does not match the labels or the learner cannot be evaluated."""
+    if len(data.labels) != data.data.shape[0]:
+        raise FewshotError(f"data has {data.data.shape[0]} items but {len(data.labels)} labels")
+    if learner.kind == FIXED:
+        raise FewshotError(
+            f"{type(learner).__name__} is a fixed-class classifier: it is not fitted on episodes, "
+            "so it cannot be evaluated on them; pair its encoder with a few-shot method"
+        )
+    if cached:  # on the cached path `encode_batched` checks what it embeds
+        return data.data
+    return learner._check_batch(data.data, "data.data")  # checked once per call
+
+
+def _run_episodes(
+    learner,
+    data: LabeledTensors,
+    items: torch.Tensor,
+    sampler,
+    device,
+    cached: bool,
+    embeddings: torch.Tensor | None,
+    batch_size: int | None,
+    progress: bool,
+) -> np.ndarray:
+    """Per-episode accuracies, on cached embeddings (computed here unless given) or on the items."""
+    from tqdm.auto import tqdm
+
+    from fewshot.progress import show_progress
+
+    names = getattr(data, "class_names", None)
+    with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not show_progress(progress)) as bar:
+        if not cached:
+            return _evaluate_per_episode(learner, items, sampler, device, bar, names)
+        if embeddings is None:
+            embeddings = _embed_used_items(learner.encoder, data.data, sampler, batch_size, progress)
+        return _evaluate_cached(learner, embeddings.to(device), sampler, bar, names)
 
 
 def evaluate(
@@ -201,7 +245,8 @@ def evaluate(
     sampler: EpisodeSampler | EpisodeFile | None = None,
     embeddings: torch.Tensor | None = None,
 ) -> EvalResult:
-    """Evaluate `learner` on N-way K-shot episodes of `data`.
+    """Evaluate `learner` on N-way K-shot episodes of `data`: an `EvalResult` (mean accuracy,
+    ``ci95 = 1.96 * std / sqrt(n)``, per-episode accuracies).
 
     Args:
         learner: any `FewShotLearner` of kind ``EMBEDDING`` or ``ADAPTIVE``.
@@ -216,53 +261,19 @@ def evaluate(
         save_episodes: also write the episodes drawn to this file (see `EpisodeSampler.save`),
             so that another method or tool can be evaluated on exactly the same episodes.
         sampler: an `EpisodeSampler` or `EpisodeFile` over ``data.labels`` to use as is.
-
-    Learners with ``uses_class_names = True`` (zero-shot, Tip-Adapter) get the names of each
-    episode's classes through ``set_class_names(names)`` before ``fit``.
-
-    Returns:
-        `EvalResult`: mean accuracy, ``ci95 = 1.96 * std / sqrt(n)``, per-episode accuracies.
     """
-    from tqdm.auto import tqdm
-
-    from fewshot.progress import show_progress
-
     device = resolve_device(device)
-    if len(data.labels) != data.data.shape[0]:
-        raise FewshotError(f"data has {data.data.shape[0]} items but {len(data.labels)} labels")
-    if learner.kind == FIXED:
-        raise FewshotError(
-            f"{type(learner).__name__} is a fixed-class classifier: it is not fitted on episodes, "
-            "so it cannot be evaluated on them; pair its encoder with a few-shot method"
-        )
     cached = use_cache and learner.kind == EMBEDDING
-    items = data.data
-    names = getattr(data, "class_names", None)
-    if not cached:  # checked once per call; on the cached path `encode_batched` checks what it embeds
-        items = learner._check_batch(items, "data.data")
+    items = _evaluable_items(learner, data, cached)
     if sampler is None:
-        sampler = _new_sampler(
-            data.labels,
-            episode_file,
-            ways,
-            shots,
-            queries,
-            episodes=episodes,
-            seed=seed,
-            skip_small_classes=skip_small_classes,
-            class_names=names,
-        )
+        sampler = _new_sampler(data, episode_file, ways, shots, queries, episodes, seed, skip_small_classes)
     if save_episodes:
         _save_episodes(sampler, save_episodes)
     learner = learner.to(device).eval()
     started = time.perf_counter()
-    with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not show_progress(progress)) as bar:
-        if cached:
-            if embeddings is None:
-                embeddings = _embed_used_items(learner.encoder, data.data, sampler, batch_size, progress)
-            per_episode = _evaluate_cached(learner, embeddings.to(device), sampler, bar, names)
-        else:
-            per_episode = _evaluate_per_episode(learner, items, sampler, device, bar, names)
+    per_episode = _run_episodes(
+        learner, data, items, sampler, device, cached, embeddings, batch_size, progress
+    )
     return _result(per_episode, sampler, time.perf_counter() - started)
 
 
