@@ -164,6 +164,67 @@ def report_skipped(skipped: list[tuple[Path, str]], root: Path, shown: int = 5) 
     return message
 
 
+def _chosen_classes(scan: FolderScan, subset: str, split: str | None, seed: int) -> list[str]:
+    """The names of the classes of `subset` (all of them for ``all``)."""
+    if subset == "all":
+        return list(scan.classes)
+    chosen = split_classes(list(scan.classes), split, seed)[subset]
+    if not chosen:
+        raise DataError(
+            f"the {subset} part of split {split or DEFAULT_SPLIT} has no class: give it a non-zero ratio"
+        )
+    return chosen
+
+
+def _read_classes(
+    scan: FolderScan,
+    chosen: list[str],
+    subset: str,
+    transform: Callable,
+    batch_size: int,
+    workers: int | None,
+) -> tuple[list, list[int], list[tuple[Path, str]]]:
+    """Decode the images of the `chosen` classes: image batches, the class position of every
+    image, and what was skipped (reported here). Refuses classes without a readable image."""
+    from fewshot.data.images import stream_images
+
+    paths = [p for name in chosen for p in scan.classes[name]]
+    class_of = {p: i for i, name in enumerate(chosen) for p in scan.classes[name]}
+    images, labels, skipped = [], [], list(scan.skipped)
+    for batch in stream_images(paths, transform, batch_size=batch_size, workers=workers):
+        skipped += batch.failures
+        if batch.images is not None:
+            images.append(batch.images)
+            labels += [class_of[p] for p in batch.paths]
+    present = set(labels)
+    skipped += [
+        (scan.root / name, "class has no readable image") for i, name in enumerate(chosen) if i not in present
+    ]
+    if skipped:
+        report_skipped(skipped, scan.root)
+    if not images:
+        raise DataError(f"no readable image in the {subset} classes of {scan.root}")
+    return images, labels, skipped
+
+
+def _labeled(images: list, labels: list[int], chosen: list[str], info: dict, skipped: int) -> LabeledTensors:
+    """The decoded images as `LabeledTensors`, relabelled ``0..k-1`` over the classes that kept
+    at least one image, in name order."""
+    import torch
+
+    shapes = {tuple(x.shape[1:]) for x in images}
+    if len(shapes) > 1:
+        raise DataError(f"the transform gave images of several shapes {sorted(shapes)}: it must resize")
+    present = sorted(set(labels))
+    remap = {old: new for new, old in enumerate(present)}
+    return LabeledTensors(
+        torch.cat(images),
+        torch.tensor([remap[y] for y in labels], dtype=torch.int64),
+        [chosen[i] for i in present],
+        {**info, "image_size": int(images[0].shape[-1]), "skipped": skipped},
+    )
+
+
 def load_image_folder(
     root: str | os.PathLike[str],
     subset: str = "all",
@@ -192,55 +253,15 @@ def load_image_folder(
     Raises:
         DataError: bad subset/split, no classes, or no readable image in the chosen classes.
     """
-    import torch
-
-    from fewshot.data.images import stream_images
     from fewshot.data.transforms import image_transform
 
     if subset not in SUBSETS:
         raise DataError(f"unknown subset {subset!r} of an image folder: choose one of {', '.join(SUBSETS)}")
     scan = scan_image_folder(root)
-    if subset == "all":
-        chosen = list(scan.classes)
-    else:
-        chosen = split_classes(list(scan.classes), split, seed)[subset]
-        if not chosen:
-            raise DataError(
-                f"the {subset} part of split {split or DEFAULT_SPLIT} has no class: give it a non-zero ratio"
-            )
+    chosen = _chosen_classes(scan, subset, split, seed)
     if transform is None:
         transform = image_transform(image_size or DEFAULT_IMAGE_SIZE, channels=3, invert=False)
-    paths = [p for name in chosen for p in scan.classes[name]]
-    class_of = {p: i for i, name in enumerate(chosen) for p in scan.classes[name]}
-    images, labels, skipped = [], [], list(scan.skipped)
-    for batch in stream_images(paths, transform, batch_size=batch_size, workers=workers):
-        skipped += batch.failures
-        if batch.images is not None:
-            images.append(batch.images)
-            labels += [class_of[p] for p in batch.paths]
-    present = sorted(set(labels))
-    empty = [chosen[i] for i in range(len(chosen)) if i not in set(present)]
-    skipped += [(scan.root / name, "class has no readable image") for name in empty]
-    if skipped:
-        report_skipped(skipped, scan.root)
-    if not images:
-        raise DataError(f"no readable image in the {subset} classes of {scan.root}")
-    shapes = {tuple(x.shape[1:]) for x in images}
-    if len(shapes) > 1:
-        raise DataError(f"the transform gave images of several shapes {sorted(shapes)}: it must resize")
-    # Relabel 0..k-1 over the classes that kept at least one image, in name order.
-    remap = {old: new for new, old in enumerate(present)}
-    return LabeledTensors(
-        torch.cat(images),
-        torch.tensor([remap[y] for y in labels], dtype=torch.int64),
-        [chosen[i] for i in present],
-        {
-            "dataset": "folder",
-            "root": str(scan.root),
-            "subset": subset,
-            "split": None if subset == "all" else (split or DEFAULT_SPLIT),
-            "seed": seed,
-            "image_size": int(images[0].shape[-1]),
-            "skipped": len(skipped),
-        },
-    )
+    images, labels, skipped = _read_classes(scan, chosen, subset, transform, batch_size, workers)
+    split_used = None if subset == "all" else (split or DEFAULT_SPLIT)
+    info = {"dataset": "folder", "root": str(scan.root), "subset": subset, "split": split_used, "seed": seed}
+    return _labeled(images, labels, chosen, info, len(skipped))
