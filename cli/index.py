@@ -1,7 +1,7 @@
 """`fewshot index`: embed an image folder once, then search it by text or by example image.
 
 Items are identified by the resolved absolute path of their file; ``index add`` embeds only
-files whose path is not in the index yet (see `fewshot.indexing`).
+files whose path is not in the index yet (see `fewshot.workflows.index`).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def build_command(
     run it again.
     """
     options, as_json = _options(locals())
-    from fewshot.indexing import build_index
+    from fewshot.workflows.index import build_index
 
     s = build_index(**options, warn=_skipped)
     text = (
@@ -103,7 +103,7 @@ def add_command(
     point leaves the index as it was; run it again.
     """
     options, as_json = _options(locals())
-    from fewshot.indexing import add_to_index
+    from fewshot.workflows.index import add_to_index
 
     s = add_to_index(**options, warn=_skipped)
     text = (
@@ -125,7 +125,7 @@ def search_command(
 ) -> None:
     """Find the images nearest to a text (--text) or an example image (--image)."""
     options, as_json = _options(locals())
-    from fewshot.indexing import search_index
+    from fewshot.workflows.index import search_index
 
     index, results = search_index(**options)
     if as_json:
@@ -144,7 +144,7 @@ def info_command(directory: IndexDir, as_json: TextJson = False) -> None:
     Checks what `add` and `search` rely on: the sidecar, the FAISS file and its checksum, and
     the recorded encoder (registered, known settings, the very weights file it was built with).
     """
-    from fewshot.indexing import index_info
+    from fewshot.workflows.index import index_info
 
     info = index_info(directory)
     if as_json:

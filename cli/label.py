@@ -85,7 +85,7 @@ def label_command(
     """Label images with CLIP zero-shot: one row per image with its top-k labels (resumable)."""
     options = {**locals(), "progress": False if as_json else progress}  # label_with_clip's names
     del options["as_json"]
-    from fewshot.zeroshot.label_run import label_with_clip
+    from fewshot.workflows.label import label_with_clip
 
     summary = label_with_clip(**options)
     if as_json:

@@ -1,4 +1,8 @@
-"""Classify new images given a support folder (one subfolder of example images per class)."""
+"""Classify new images given a support folder (one subfolder of example images per class).
+
+`fewshot.workflows.predict.predict_folder` is `fewshot predict` as one call (the model, the
+checks, the CSV file); `predict_images` does the work with a learner in hand.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,46 @@ class PredictionReport:
     class_names: list[str]
     support_counts: list[int]
     failures: list[tuple[Path, str]] = field(default_factory=list)  # support and query files skipped
+
+    def csv_bytes(self, top_k: int = 1) -> bytes:
+        """``path,label,probability``; with `top_k` > 1 also ``label_1..label_k`` (the k best)."""
+        import csv
+        import io
+
+        k = min(top_k, len(self.class_names))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        header = ["path", "label", "probability"]
+        if k > 1:
+            for rank in range(1, k + 1):
+                header += [f"label_{rank}", f"probability_{rank}"]
+        writer.writerow(header)
+        for p in self.predictions:
+            row = [str(p.path), p.labels[0], f"{p.probabilities[0]:.4f}"]
+            if k > 1:
+                for label, probability in zip(p.labels, p.probabilities, strict=True):
+                    row += [label, f"{probability:.4f}"]
+            writer.writerow(row)
+        # A file name that is not UTF-8 arrives as surrogate escapes: write back its own bytes.
+        return buffer.getvalue().encode("utf-8", "surrogateescape")
+
+    def json_text(self, out: str | os.PathLike[str] | None = None) -> str:
+        """The report as one JSON object (``out``: where the CSV was written, or None)."""
+        import json
+
+        from fewshot.runs import json_safe
+
+        document = {
+            "classes": self.class_names,
+            "predictions": [
+                {"path": str(p.path), "labels": p.labels, "probabilities": p.probabilities}
+                for p in self.predictions
+            ],
+            "skipped": [{"path": str(path), "reason": reason} for path, reason in self.failures],
+            "out": None if out is None else str(out),
+        }
+        # ASCII: a name that is not UTF-8 becomes the JSON escape \udcff, so the text stays valid.
+        return json.dumps(json_safe(document), ensure_ascii=True, allow_nan=False)
 
 
 def support_classes(support_dir: str | os.PathLike[str]) -> list[tuple[str, list[Path]]]:

@@ -75,19 +75,18 @@ def find_images(images: Sequence[PathLike], warn: Warn = _silent) -> list[Path]:
 
 
 def make_encoder(name: str, model: str | None, pretrained: str | None, device: str):
-    """The registry encoder `name` on `device`; `model`/`pretrained` for an encoder that takes them."""
+    """The registry encoder `name` on `device` (`fewshot.build.build_encoder`, weights drawn
+    from the caller's random state), with `model`/`pretrained` for an encoder that takes them."""
+    from fewshot.build import build_encoder, encoder_parameters
     from fewshot.device import resolve_device
     from fewshot.encoders import ENCODERS
-    from fewshot.index.recorded import constructor_parameters
 
-    factory = ENCODERS.get(name)  # an unknown name fails here, naming the choices
-    accepted = constructor_parameters(factory)
-    given = {k: v for k, v in {"model": model, "pretrained": pretrained}.items() if v is not None}
-    if given and not {"model", "pretrained"} <= accepted:
+    ENCODERS.get(name)  # an unknown name fails here, naming the choices (not a checkpoint path)
+    given = model is not None or pretrained is not None
+    if given and not {"model", "pretrained"} <= encoder_parameters(name):
         raise FewshotError("--model and --pretrained apply to the clip encoder only")
-    if "device" in accepted:
-        return factory(**given, device=device)
-    return factory(**given).to(resolve_device(device))
+    options = {"model": model, "pretrained": pretrained}
+    return build_encoder(name, resolve_device(device), options, seed=None).encoder
 
 
 def attach_recorded(index: EmbeddingIndex, device: str) -> None:

@@ -1,4 +1,4 @@
-"""`fewshot label` as one call: check the options, build the CLIP classifier, label the images.
+"""`fewshot label` as a library call: check the options, build the CLIP classifier, label.
 
 `label_with_clip` takes the command's options by name (the checks that need no model come
 first, so a bad option fails before the weights load) and returns `label_images`'s summary.
