@@ -1,4 +1,5 @@
-"""Named data sets: a registry, so that a new data set is one module plus its test.
+"""Named data sets: a registry, so that a new data set is one module plus its test (a class
+in ``fewshot/data/<name>.py`` decorated ``@DATASETS.register("name")``).
 
 A name in `DATASETS` (``omniglot``) is loaded by its class; anything else given as
 ``--dataset`` is a path (an image folder or an embedding file, see `fewshot.data.loading`).
@@ -16,7 +17,8 @@ from __future__ import annotations
 from fewshot.registry import Registry
 
 DATASETS: Registry = Registry("data set")
-DATASETS.register("omniglot", "fewshot.data.omniglot_set:Omniglot")
+# every `@DATASETS.register("name")` class of fewshot.data, found without importing it
+DATASETS.discover("fewshot.data", "DATASETS.register")
 
 
 def named_dataset(name: str):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 
+from fewshot.data.catalog import DATASETS
 from fewshot.data.tensors import LabeledTensors
 
 # what each split trains on when it does not validate on its own val part
 _TRAIN_SUBSET = {"vinyals": "train", "lake": "background", "random": "train"}
 
 
+@DATASETS.register("omniglot")
 class Omniglot:
     """1,623 handwritten characters of 50 alphabets (Lake et al. 2015), with the Vinyals,
     Lake and random splits of `fewshot.data.omniglot.load_omniglot`."""

@@ -1,8 +1,8 @@
 """Encoders: one interface (`Encoder.encode(x) -> (n, d)`) and a registry of architectures.
 
 ``ENCODERS.names()`` lists them without importing torch models; ``create_encoder(name, **kw)``
-builds one. Register a new encoder with ``ENCODERS.register("name", "module:Class")`` or as a
-decorator, and it appears in the command line's ``--encoder`` choices.
+builds one. A new encoder is one module here whose class is decorated
+``@ENCODERS.register("name")``: it appears in the command line's ``--encoder`` choices.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from typing import Any
 from fewshot.registry import Registry
 
 ENCODERS: Registry = Registry("encoder")
-ENCODERS.register("clip", "fewshot.encoders.clip:ClipEncoder")
-ENCODERS.register("conv4", "fewshot.encoders.conv4:Conv4")
-ENCODERS.register("resnet12", "fewshot.encoders.resnet12:ResNet12")
-ENCODERS.register("identity", "fewshot.encoders.base:IdentityEncoder")
+# every `@ENCODERS.register("name")` class of this package, found without importing it
+ENCODERS.discover(__name__, "ENCODERS.register")
 
 
 def create_encoder(name: str, **kwargs: Any):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fewshot.encoders import ENCODERS
+
 
 class Encoder(nn.Module):
     """Maps a batch of inputs to embeddings.
@@ -95,6 +97,7 @@ class Encoder(nn.Module):
         return {}
 
 
+@ENCODERS.register("identity")
 class IdentityEncoder(Encoder):
     """For precomputed features: ``(n, d)`` -> ``(n, d)`` unchanged (flattened)."""
 

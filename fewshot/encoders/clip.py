@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.device import autocast_dtype, resolve_device
+from fewshot.encoders import ENCODERS
 from fewshot.encoders.base import Encoder
 from fewshot.errors import FewshotError, ModelUnavailableError
 
@@ -212,6 +213,7 @@ def load_open_clip(model: str, pretrained: str | None, device: torch.device, cac
     return clip, preprocess, tokenizer, name, weights
 
 
+@ENCODERS.register("clip")
 class ClipEncoder(Encoder):
     """An open_clip model as an encoder of images and texts.
 

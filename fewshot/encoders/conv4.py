@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot.encoders import ENCODERS
 from fewshot.encoders.base import Encoder
 from fewshot.errors import FewshotError
 
@@ -21,6 +22,7 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+@ENCODERS.register("conv4")
 class Conv4(Encoder):
     """Conv-4 encoder.
 

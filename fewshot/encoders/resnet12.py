@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from fewshot.encoders import ENCODERS
 from fewshot.encoders.base import Encoder
 from fewshot.encoders.conv4 import MIN_IMAGE_SIZE
 from fewshot.errors import FewshotError
@@ -44,6 +45,7 @@ class ResidualBlock(nn.Module):
         return self.pool(self.activation(self.body(x) + self.shortcut(x)))
 
 
+@ENCODERS.register("resnet12")
 class ResNet12(Encoder):
     """ResNet-12 encoder.
 
