@@ -180,6 +180,43 @@ def _class_list(
     return [(c, a) for c in chars for a in angles]
 
 
+def _check_request(split: str, subset: str, image_size: int) -> None:
+    """Refuse an unknown split or subset and an image size that is not a positive whole number."""
+    if split not in SPLITS:
+        raise DataError(f"unknown Omniglot split {split!r}: choose one of {', '.join(SPLITS)}")
+    if subset not in SUBSETS[split]:
+        raise DataError(
+            f"unknown subset {subset!r} of the {split} split: choose one of {', '.join(SUBSETS[split])}"
+        )
+    if not isinstance(image_size, int) or image_size < 1:
+        raise DataError(f"image size must be a positive whole number, got {image_size!r}")
+
+
+def _class_images(
+    root: Path, names: list[str], classes: list[tuple[str, int]], image_size: int
+) -> torch.Tensor:
+    """``(len(classes) * 20, 1, image_size, image_size)``: the 20 drawings of every
+    ``(character, rotation)`` class, class after class."""
+    index_of = {name: i for i, name in enumerate(names)}
+    unknown = [c for c, _ in classes if c not in index_of]
+    if unknown:
+        raise DataError(f"split names unknown characters, e.g. {unknown[0]!r}")
+    raw = load_raw_images(root, len(names))
+    rows = np.array([index_of[c] for c, _ in classes], dtype=np.int64)
+    unique_rows, inverse = np.unique(rows, return_inverse=True)
+    base = _to_ink_tensor(raw[unique_rows].reshape(-1, *raw.shape[2:]), image_size)
+    base = base.view(len(unique_rows), 20, 1, image_size, image_size)
+    # Class c holds base[inverse[c]] rotated counter-clockwise by its angle; one batch per angle.
+    data = torch.empty(len(classes), 20, 1, image_size, image_size)
+    angles = torch.tensor([a for _, a in classes], dtype=torch.int64)
+    inverse_t = torch.from_numpy(inverse.reshape(-1))
+    for angle in ROTATIONS:
+        chosen = torch.nonzero(angles == angle).flatten()
+        if chosen.numel():
+            data[chosen] = torch.rot90(base[inverse_t[chosen]], k=angle // 90, dims=(-2, -1))
+    return data.view(-1, 1, image_size, image_size)
+
+
 def load_omniglot(
     split: str = "vinyals",
     subset: str = "test",
@@ -204,14 +241,7 @@ def load_omniglot(
         `LabeledTensors` with ``data`` ``(n, 1, image_size, image_size)`` and one class per
         (character, rotation), named ``Alphabet/characterNN/rotDDD``.
     """
-    if split not in SPLITS:
-        raise DataError(f"unknown Omniglot split {split!r}: choose one of {', '.join(SPLITS)}")
-    if subset not in SUBSETS[split]:
-        raise DataError(
-            f"unknown subset {subset!r} of the {split} split: choose one of {', '.join(SUBSETS[split])}"
-        )
-    if not isinstance(image_size, int) or image_size < 1:
-        raise DataError(f"image size must be a positive whole number, got {image_size!r}")
+    _check_request(split, subset, image_size)
     root = omniglot_dir(data_dir)
     if not root.exists():
         raise DataError(
@@ -220,26 +250,8 @@ def load_omniglot(
         )
     alphabets = read_alphabets(root)
     names = character_names(alphabets)
-    index_of = {name: i for i, name in enumerate(names)}
     classes = _class_list(split, subset, root, names, alphabets, seed, rotations)
-    unknown = [c for c, _ in classes if c not in index_of]
-    if unknown:
-        raise DataError(f"split names unknown characters, e.g. {unknown[0]!r}")
-
-    raw = load_raw_images(root, len(names))
-    rows = np.array([index_of[c] for c, _ in classes], dtype=np.int64)
-    unique_rows, inverse = np.unique(rows, return_inverse=True)
-    base = _to_ink_tensor(raw[unique_rows].reshape(-1, *raw.shape[2:]), image_size)
-    base = base.view(len(unique_rows), 20, 1, image_size, image_size)
-    # Class c holds base[inverse[c]] rotated counter-clockwise by its angle; one batch per angle.
-    data = torch.empty(len(classes), 20, 1, image_size, image_size)
-    angles = torch.tensor([a for _, a in classes], dtype=torch.int64)
-    inverse_t = torch.from_numpy(inverse.reshape(-1))
-    for angle in ROTATIONS:
-        chosen = torch.nonzero(angles == angle).flatten()
-        if chosen.numel():
-            data[chosen] = torch.rot90(base[inverse_t[chosen]], k=angle // 90, dims=(-2, -1))
-    data = data.view(-1, 1, image_size, image_size)
+    data = _class_images(root, names, classes, image_size)
     labels = torch.arange(len(classes)).repeat_interleave(20)
     class_names = [f"{c}/rot{a:03d}" for c, a in classes]
     info = {"dataset": "omniglot", "split": split, "subset": subset, "image_size": image_size}
