@@ -74,40 +74,50 @@ def _offline_hint(data_dir: Path) -> str:
 def verify(path: Path, spec: RemoteFile) -> None:
     """Check a fetched file against `spec`; raises `DataError` saying what is wrong."""
     if spec.md5 is not None:
-        digest = hashlib.md5(usedforsecurity=False)
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        if digest.hexdigest() != spec.md5:
-            raise DataError(
-                f"{spec.url}: checksum mismatch (md5 {digest.hexdigest()}, expected {spec.md5}): "
-                "the download is damaged, try again"
-            )
+        _verify_md5(path, spec)
     if spec.target.endswith(".zip"):
-        from fewshot.data.omniglot_files import _characters, _Source
-
-        try:
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-        except (OSError, zipfile.BadZipFile) as err:
-            raise DataError(f"{spec.url}: not a valid zip ({err}): try again") from err
-        if bad is not None:
-            raise DataError(f"{spec.url}: {bad} is corrupt inside the zip: try again")
-        n = len(_characters(_Source(path, Path(spec.target).stem, is_zip=True)))
-        if spec.characters is not None and n != spec.characters:
-            raise DataError(f"{spec.url}: holds {n} characters, expected {spec.characters}")
+        _verify_zip(path, spec)
     if spec.target.endswith(".txt"):
-        try:
-            lines = path.read_text(encoding="utf-8").split()
-        except UnicodeDecodeError as err:
-            raise DataError(f"{spec.url}: not a text file") from err
-        wrong = next((line for line in lines if not _SPLIT_LINE.match(line)), None)
-        if wrong is not None or not lines:
-            raise DataError(
-                f"{spec.url}: not a split file (line {wrong!r} is not Alphabet/characterNN/rotDDD)"
-            )
-        if spec.lines is not None and len(lines) != spec.lines:
-            raise DataError(f"{spec.url}: {len(lines)} classes, expected {spec.lines}")
+        _verify_split_file(path, spec)
+
+
+def _verify_md5(path: Path, spec: RemoteFile) -> None:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != spec.md5:
+        raise DataError(
+            f"{spec.url}: checksum mismatch (md5 {digest.hexdigest()}, expected {spec.md5}): "
+            "the download is damaged, try again"
+        )
+
+
+def _verify_zip(path: Path, spec: RemoteFile) -> None:
+    from fewshot.data.omniglot_files import _characters, _Source
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as err:
+        raise DataError(f"{spec.url}: not a valid zip ({err}): try again") from err
+    if bad is not None:
+        raise DataError(f"{spec.url}: {bad} is corrupt inside the zip: try again")
+    n = len(_characters(_Source(path, Path(spec.target).stem, is_zip=True)))
+    if spec.characters is not None and n != spec.characters:
+        raise DataError(f"{spec.url}: holds {n} characters, expected {spec.characters}")
+
+
+def _verify_split_file(path: Path, spec: RemoteFile) -> None:
+    try:
+        lines = path.read_text(encoding="utf-8").split()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{spec.url}: not a text file") from err
+    wrong = next((line for line in lines if not _SPLIT_LINE.match(line)), None)
+    if wrong is not None or not lines:
+        raise DataError(f"{spec.url}: not a split file (line {wrong!r} is not Alphabet/characterNN/rotDDD)")
+    if spec.lines is not None and len(lines) != spec.lines:
+        raise DataError(f"{spec.url}: {len(lines)} classes, expected {spec.lines}")
 
 
 def fetch(

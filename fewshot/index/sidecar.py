@@ -81,11 +81,18 @@ def _fail(path: Path, what: str):
     raise CheckpointError(f"{path} is damaged or inconsistent: {what}")
 
 
-def _check_fields(sidecar: dict[str, Any], path: Path) -> None:
-    def is_int(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    if not is_int(sidecar.get("dim")) or sidecar["dim"] < 1:
+
+def _check_fields(sidecar: dict[str, Any], path: Path) -> None:
+    _check_header(sidecar, path)
+    _check_items(sidecar, path)
+
+
+def _check_header(sidecar: dict[str, Any], path: Path) -> None:
+    """Dimension, metric, factory, the FAISS file's name, size and checksum, the encoder record."""
+    if not _is_int(sidecar.get("dim")) or sidecar["dim"] < 1:
         _fail(path, f"bad dimension {sidecar.get('dim')!r}")
     if sidecar.get("metric") not in METRICS:
         _fail(path, f"unknown metric {sidecar.get('metric')!r}")
@@ -93,10 +100,14 @@ def _check_fields(sidecar: dict[str, Any], path: Path) -> None:
         _fail(path, "missing factory string")
     if not isinstance(sidecar.get("faiss_file"), str) or not FAISS_NAME.match(sidecar["faiss_file"]):
         _fail(path, f"bad FAISS file name {sidecar.get('faiss_file')!r}")
-    if not is_int(sidecar.get("faiss_bytes")) or not isinstance(sidecar.get("faiss_sha256"), str):
+    if not _is_int(sidecar.get("faiss_bytes")) or not isinstance(sidecar.get("faiss_sha256"), str):
         _fail(path, "missing FAISS file size or checksum")
     if not check_record_shape(sidecar.get("encoder")):
         _fail(path, "bad encoder record")
+
+
+def _check_items(sidecar: dict[str, Any], path: Path) -> None:
+    """Labels, ids and metadata: parallel lists; FAISS ids distinct and below next_label."""
     items = sidecar.get("items")
     if not isinstance(items, dict):
         _fail(path, "missing items")
@@ -106,11 +117,10 @@ def _check_fields(sidecar: dict[str, Any], path: Path) -> None:
     if not len(labels) == len(ids) == len(metadata):
         _fail(path, f"{len(labels)} labels, {len(ids)} ids and {len(metadata)} metadata entries")
     next_label = sidecar.get("next_label")
-    if not is_int(next_label) or next_label < len(labels):
+    if not _is_int(next_label) or next_label < len(labels):
         _fail(path, f"bad next_label {next_label!r}")
-    if not all(is_int(label) and 0 <= label < next_label for label in labels) or len(set(labels)) != len(
-        labels
-    ):
+    in_range = all(_is_int(label) and 0 <= label < next_label for label in labels)
+    if not in_range or len(set(labels)) != len(labels):  # ints first: a list is unhashable
         _fail(path, "FAISS ids must be distinct integers below next_label")
     if not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
         _fail(path, "ids must be distinct strings")
