@@ -1,34 +1,22 @@
-"""Where the commands of transfer learning get their encoder and data.
+"""What a transfer run records of its encoder: the preprocessing and a classifier's metadata.
 
-``--encoder`` is a fewshot checkpoint (its encoder, and how its images were prepared),
-``clip`` (a CLIP image tower, with its own preprocessing), or an encoder name from the
-registry (random weights: training from scratch). Data sets are loaded so that their items
-match what the encoder expects.
+Building the encoder from ``--encoder`` and loading data for it is `fewshot.build`
+(`EncoderSource`, `load_for_encoder` and `embedding_source` are re-exported here).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
+from fewshot.build import EncoderSource, embedding_source, load_for_encoder
 
-from fewshot.build import EncoderSource, build_encoder, embedding_source, load_for_encoder
-
-__all__ = ["EncoderSource", "embedding_source", "load_for_encoder", "resolve_encoder"]
-
-
-def resolve_encoder(
-    spec: str | None,
-    device: torch.device,
-    clip_model: str | None = None,
-    pretrained: str | None = None,
-    image_size: int | None = None,
-    channels: int = 3,
-    seed: int = 0,
-) -> EncoderSource:
-    """`fewshot.build.build_encoder` with the CLIP options of the transfer commands."""
-    options = {"model": clip_model, "pretrained": pretrained}
-    return build_encoder(spec, device, options, image_size=image_size, seed=seed, channels=channels)
+__all__ = [
+    "EncoderSource",
+    "classifier_metadata",
+    "embedding_source",
+    "load_for_encoder",
+    "preprocessing_record",
+]
 
 
 def preprocessing_record(source: EncoderSource) -> dict | None:
