@@ -31,13 +31,17 @@ UNTANGLED = {
     "fewshot.data.folders",
     "fewshot.data.omniglot_files",
     "fewshot.transfer.compare",
+    "fewshot.transfer.finetune",
+    "fewshot.transfer.finetune_loop",
+    "fewshot.run_loop",
+    "fewshot.build",
     "fewshot.transfer.sources",
     "fewshot.zeroshot.micro_clip",
     "fewshot.tools.shapes",
     "fewshot.tools.micro_clip_train",
 }
 # the circles left (docs/ARCHITECTURE.md); a new one fails, removing one is welcome
-KNOWN_CIRCLES = [{"fewshot.transfer.finetune", "fewshot.transfer.finetune_loop"}]
+KNOWN_CIRCLES: list[set[str]] = []  # none left: every module of the package is in no circle
 
 
 def _module_name(path: Path) -> str:
@@ -123,7 +127,7 @@ def test_an_untangled_module_is_in_no_import_circle(name):
         assert name not in circle, f"{name} is in an import circle: {sorted(circle)}"
 
 
-def test_no_new_import_circle():
+def test_no_import_circle():
     for circle in _circles():
         assert any(circle <= known for known in KNOWN_CIRCLES), f"import circle: {sorted(circle)}"
 
