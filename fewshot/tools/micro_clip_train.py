@@ -87,6 +87,45 @@ def _save_fp16(model: torch.nn.Module, out: Path) -> None:
     atomic_write_bytes(out, save(tensors))
 
 
+def _micro_clip():
+    """A fresh micro CLIP: ``(model, tokenizer, preprocess)``."""
+    import open_clip
+
+    from fewshot.encoders.clip import MICRO_CLIP, register_model_configs
+
+    register_model_configs()
+    model, _, preprocess = open_clip.create_model_and_transforms(MICRO_CLIP, pretrained=None)
+    return model, open_clip.get_tokenizer(MICRO_CLIP), preprocess
+
+
+def _step_batch(
+    pool_x: torch.Tensor,
+    by_class: torch.Tensor,
+    groups: int,
+    rng: np.random.Generator,
+    templates: list[str],
+    targets: torch.Tensor,
+) -> tuple[torch.Tensor, list[str]]:
+    """One step's images, ``groups`` groups of one per class (randomly flipped), and captions."""
+    from fewshot.zeroshot.templates import fill
+
+    pick = by_class[:, torch.randint(by_class.shape[1], (groups,))].T.reshape(-1)  # group-major
+    x = pool_x[pick]
+    x = torch.where(torch.rand(len(x), 1, 1, 1) < 0.5, x, x.flip(-1))  # flips keep the caption true
+    captions = [fill(templates[int(rng.integers(len(templates)))], CLASS_NAMES[int(y)]) for y in targets]
+    return x, captions
+
+
+def _update(model: torch.nn.Module, optimiser, schedule, loss: torch.Tensor) -> None:
+    """One optimiser and schedule step on `loss`; the logit scale stays at most 100."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    schedule.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, math.log(100))
+
+
 def train(
     out: str | Path = DEFAULT_OUT,
     steps: int = 600,
@@ -102,19 +141,14 @@ def train(
     group are distinct, as the contrastive loss assumes); every caption is its class name in a
     random template (the 80 ImageNet ones plus plain forms), so any template set works later.
     """
-    import open_clip
-
-    from fewshot.encoders.clip import MICRO_CLIP, register_model_configs
     from fewshot.runs import check_output_file
-    from fewshot.zeroshot.templates import fill, load_templates
+    from fewshot.zeroshot.templates import load_templates
 
     _check_train_options(steps, groups, pool_per_class, lr, seed, log_every)
     out = check_output_file(out, "--out")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    register_model_configs()
-    model, _, preprocess = open_clip.create_model_and_transforms(MICRO_CLIP, pretrained=None)
-    tokenizer = open_clip.get_tokenizer(MICRO_CLIP)
+    model, tokenizer, preprocess = _micro_clip()
     templates = load_templates("imagenet") + ["{}", "a {}", "a photo of a {}.", "a {} shape"]
     start = time.perf_counter()
     pool_x, pool_y = synthetic_batch(rng, pool_per_class, preprocess)
@@ -125,17 +159,9 @@ def train(
     targets = torch.arange(n_classes).repeat(groups)
     model.train()
     for step in range(1, steps + 1):
-        pick = by_class[:, torch.randint(pool_per_class, (groups,))].T.reshape(-1)  # group-major
-        x = pool_x[pick]
-        x = torch.where(torch.rand(len(x), 1, 1, 1) < 0.5, x, x.flip(-1))  # flips keep the caption true
-        captions = [fill(templates[int(rng.integers(len(templates)))], CLASS_NAMES[int(y)]) for y in targets]
+        x, captions = _step_batch(pool_x, by_class, groups, rng, templates, targets)
         loss, logits, labels = _clip_loss(model, tokenizer, x, captions, groups, n_classes)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
+        _update(model, optimiser, schedule, loss)
         if step % log_every == 0 or step == steps:
             accuracy = (logits.argmax(-1).reshape(-1) == labels).float().mean()
             print(f"step {step}/{steps}  loss {loss.item():.3f}  batch acc {accuracy:.3f}")
