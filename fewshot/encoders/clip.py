@@ -163,18 +163,11 @@ def _quiet_random_init(active: bool):
         root.removeFilter(drop)
 
 
-def load_open_clip(model: str, pretrained: str | None, device: torch.device, cache_dir: str | None = None):
-    """Build an open_clip model, its eval preprocess and tokenizer; clear errors when weights are missing.
-
-    Returns:
-        ``(model, preprocess, tokenizer, resolved_name, resolved_pretrained)``.
-    Raises:
-        FewshotError: unknown model. ModelUnavailableError: weights cannot be had.
-    """
+def _checked_weights(name: str, weights: str | None, cache_dir: str | None) -> tuple[str | None, bool]:
+    """``(weights, is_tag)``: an open_clip tag of `name` that can be had, or an existing local
+    file (path expanded), or None (random weights); anything else is refused."""
     import open_clip
 
-    name = resolve_model_name(model)
-    weights = resolve_pretrained(name, pretrained)
     is_tag = weights is not None and weights in open_clip.list_pretrained_tags_by_model(name)
     if weights is not None and not is_tag and not Path(weights).expanduser().is_file():
         tags = open_clip.list_pretrained_tags_by_model(name)
@@ -190,6 +183,13 @@ def load_open_clip(model: str, pretrained: str | None, device: torch.device, cac
             f"Either pass a local weights file with --pretrained PATH, or place the download in "
             f"{_download_location(name, weights)}. Offline demo: --model {MICRO_CLIP}"
         )
+    return weights, is_tag
+
+
+def _create_model(name: str, weights: str | None, is_tag: bool, device: torch.device, cache_dir: str | None):
+    """open_clip's ``(model, preprocess)``; a failed download or load is a `ModelUnavailableError`."""
+    import open_clip
+
     try:
         with _quiet_random_init(weights is None):
             clip, _, preprocess = open_clip.create_model_and_transforms(
@@ -209,6 +209,22 @@ def load_open_clip(model: str, pretrained: str | None, device: torch.device, cac
         raise ModelUnavailableError(
             f"cannot load {name} weights from {weights}: {str(err).splitlines()[0]}"
         ) from err
+    return clip, preprocess
+
+
+def load_open_clip(model: str, pretrained: str | None, device: torch.device, cache_dir: str | None = None):
+    """Build an open_clip model, its eval preprocess and tokenizer; clear errors when weights are missing.
+
+    Returns:
+        ``(model, preprocess, tokenizer, resolved_name, resolved_pretrained)``.
+    Raises:
+        FewshotError: unknown model. ModelUnavailableError: weights cannot be had.
+    """
+    import open_clip
+
+    name = resolve_model_name(model)
+    weights, is_tag = _checked_weights(name, resolve_pretrained(name, pretrained), cache_dir)
+    clip, preprocess = _create_model(name, weights, is_tag, device, cache_dir)
     tokenizer = open_clip.get_tokenizer(name)
     return clip, preprocess, tokenizer, name, weights
 
