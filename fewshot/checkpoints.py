@@ -59,28 +59,16 @@ def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Weights and metadata of a checkpoint, validated.
-
-    Raises:
-        CheckpointError: the file is missing, not a safetensors file (e.g. a pickle),
-            truncated, or lacks fewshot metadata.
-    """
+def _parse(path: Path, payload: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the header metadata of a safetensors file; a pickle is refused unread."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        payload = path.read_bytes()
-    except OSError as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from err
     try:
         tensors = load(payload)
         header_len = int.from_bytes(payload[:8], "little")
         header = json.loads(payload[8 : 8 + header_len])
-        metadata = header.get("__metadata__") or {}
+        return tensors, header.get("__metadata__") or {}
     except (SafetensorError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
         if payload[:1] == b"\x80" or payload[:4] == b"PK\x03\x04":
             # a pickle (protocol 2+) or a torch.save zip archive: refused, never unpickled
@@ -92,6 +80,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
             f"{path} is not a readable fewshot checkpoint (truncated or foreign file): "
             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
         ) from err
+
+
+def _fewshot_metadata(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
+    """The fewshot document of a safetensors header, its format and version checked."""
     if META_KEY not in metadata:
         raise CheckpointError(
             f"{path} is a safetensors file but not a fewshot checkpoint (no fewshot metadata)"
@@ -100,7 +92,25 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         meta = json.loads(metadata[META_KEY])
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: its fewshot metadata is not valid JSON (tampered?)") from err
-    meta = check_format_header(meta, path, FORMAT, FORMAT_VERSION, "fewshot checkpoint")
+    return check_format_header(meta, path, FORMAT, FORMAT_VERSION, "fewshot checkpoint")
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and metadata of a checkpoint, validated.
+
+    Raises:
+        CheckpointError: the file is missing, not a safetensors file (e.g. a pickle),
+            truncated, or lacks fewshot metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from err
+    tensors, metadata = _parse(path, payload)
+    meta = _fewshot_metadata(path, metadata)
     expected = meta.get("weights_sha256")
     if expected is not None and expected != weights_digest(tensors):
         raise CheckpointError(
