@@ -188,8 +188,9 @@ def _save_episodes(sampler: EpisodeSampler | EpisodeFile, path: str) -> None:
         raise FewshotError(f"cannot write episodes to {path}: {err.strerror or err}") from err
 
 
-def _evaluable_items(learner, data: LabeledTensors, cached: bool) -> torch.Tensor:
-    """``data.data``, refused when it does not match the labels or the learner cannot be evaluated."""
+def _evaluable_items(learner, data: LabeledTensors, use_cache: bool) -> tuple[torch.Tensor, bool]:
+    """``(data.data, cached)``: the items, refused when they do not match the labels or the
+    learner cannot be evaluated, and whether the learner runs on cached embeddings."""
     if len(data.labels) != data.data.shape[0]:
         raise FewshotError(f"data has {data.data.shape[0]} items but {len(data.labels)} labels")
     if learner.kind == FIXED:
@@ -197,9 +198,9 @@ def _evaluable_items(learner, data: LabeledTensors, cached: bool) -> torch.Tenso
             f"{type(learner).__name__} is a fixed-class classifier: it is not fitted on episodes, "
             "so it cannot be evaluated on them; pair its encoder with a few-shot method"
         )
-    if cached:  # on the cached path `encode_batched` checks what it embeds
-        return data.data
-    return learner._check_batch(data.data, "data.data")  # checked once per call
+    if use_cache and learner.kind == EMBEDDING:  # `encode_batched` checks what it embeds
+        return data.data, True
+    return learner._check_batch(data.data, "data.data"), False  # checked once per call
 
 
 def _run_episodes(
@@ -251,8 +252,7 @@ def evaluate(
     Args:
         learner: any `FewShotLearner` of kind ``EMBEDDING`` or ``ADAPTIVE``.
         data: labelled test items (``data.data`` ``(n, ...)``, ``data.labels`` ``(n,)``).
-        ways, shots, queries, episodes, seed: the episode settings (ignored with
-            `episode_file`, which fixes them).
+        ways, shots, queries, episodes, seed: the episode settings (`episode_file` fixes them).
         episode_file: evaluate on the episodes saved in this file instead.
         use_cache: embed every item once when the learner allows it.
         embeddings: ``(n_items, d)`` embeddings of ``data.data`` by ``learner.encoder``, already
@@ -263,8 +263,7 @@ def evaluate(
         sampler: an `EpisodeSampler` or `EpisodeFile` over ``data.labels`` to use as is.
     """
     device = resolve_device(device)
-    cached = use_cache and learner.kind == EMBEDDING
-    items = _evaluable_items(learner, data, cached)
+    items, cached = _evaluable_items(learner, data, use_cache)
     if sampler is None:
         sampler = _new_sampler(data, episode_file, ways, shots, queries, episodes, seed, skip_small_classes)
     if save_episodes:
