@@ -198,6 +198,7 @@ class EpisodeSampler(EpisodeSource):
         )
 
     def _index_blocks(self) -> Iterator[EpisodeIndices]:
+        """Blocks aligned with the seeded ones, so each is drawn once per pass."""
         for start in range(0, self.n_episodes, BLOCK):
             yield self.sample_indices(start, min(BLOCK, self.n_episodes - start))
 
