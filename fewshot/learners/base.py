@@ -104,6 +104,9 @@ class FewShotLearner(nn.Module):
     #: Evaluation calls ``set_class_names(names)`` with the episode's class names before ``fit``
     #: (zero-shot, Tip-Adapter): the data set must have class names.
     uses_class_names: bool = False
+    #: Scores the episode's queries jointly, using them unlabelled (BD-CSPN, TIM, ...): a query's
+    #: prediction may depend on the other queries. False: each query is scored on its own.
+    transductive: bool = False
     #: Defines ``episode_loss`` for `fewshot.training.train` (`fewshot train --method NAME`).
     meta_trainable: bool = False
     #: Classes per training episode when `fewshot train` is not given ``--ways``.
