@@ -13,9 +13,6 @@ from fewshot.registry import Registry
 LEARNERS: Registry = Registry("method")
 # every `@LEARNERS.register("name")` class of this package, found without importing it
 LEARNERS.discover(__name__, "LEARNERS.register")
-LEARNERS.register("maml", "fewshot.learners.maml:MAML")
-LEARNERS.register("fomaml", "fewshot.learners.maml:FirstOrderMAML")
-LEARNERS.register("anil", "fewshot.learners.maml:ANIL")
 
 
 def create_learner(name: str, encoder: Any, **kwargs: Any):

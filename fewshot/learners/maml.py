@@ -25,6 +25,7 @@ from torch import nn
 
 from fewshot.encoders.base import Encoder
 from fewshot.errors import FewshotError
+from fewshot.learners import LEARNERS
 from fewshot.learners.base import ADAPTIVE, FewShotLearner
 from fewshot.learners.maml_batching import MetaBatching
 from fewshot.learners.maml_strategies import STRATEGIES, Forward, Params, Strategy, task_loss
@@ -48,6 +49,7 @@ def _no_running_stats(module: nn.Module) -> None:
             layer.num_batches_tracked = None
 
 
+@LEARNERS.register("maml")
 class MAML(MetaBatching, FewShotLearner):
     """Model-agnostic meta-learning over an encoder plus a ``ways``-output linear head.
 
@@ -261,6 +263,7 @@ class MAML(MetaBatching, FewShotLearner):
         return {"meta_batch": paper_defaults(self.ways)["meta_batch"], "lr_step": 0}
 
 
+@LEARNERS.register("fomaml")
 class FirstOrderMAML(MAML):
     """MAML without the second-order term (``first_order=True`` by default)."""
 
@@ -268,6 +271,7 @@ class FirstOrderMAML(MAML):
         super().__init__(encoder, ways, first_order=first_order, **kwargs)
 
 
+@LEARNERS.register("anil")
 class ANIL(MAML):
     """Almost No Inner Loop: MAML whose inner loop adapts only the head (``head_only=True``)."""
 
