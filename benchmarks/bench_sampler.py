@@ -71,18 +71,14 @@ def help_seconds(repeats: int = 5) -> float | None:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=10_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+def _task_sampler():
+    """easyfsl's TaskSampler, with torch's Sampler made to accept its old call."""
     try:
         from easyfsl.samplers import TaskSampler
     except ImportError as err:
         sys.exit(
             f"easyfsl is not installed ({err}): `pip install --no-deps easyfsl pandas` to compare against it"
         )
-
     import inspect
 
     from torch.utils.data import Sampler
@@ -91,7 +87,37 @@ def main() -> None:
         # easyfsl 1.5.0 calls Sampler.__init__(data_source=None), which recent torch no longer
         # accepts; restore the old no-op signature for this benchmark process only.
         Sampler.__init__ = lambda self, data_source=None: None
+    return TaskSampler
 
+
+def _runs(labels: np.ndarray, n: int, task_sampler) -> dict:
+    """The three samplers, each a function that draws ``n`` episodes."""
+
+    def ours_lists():
+        for _ in EpisodeSampler(labels, WAYS, SHOTS, QUERIES, episodes=n, seed=0):
+            pass
+
+    def ours_arrays():
+        EpisodeSampler(labels, WAYS, SHOTS, QUERIES, episodes=n, seed=0).sample_indices()
+
+    def easyfsl_lists():
+        random.seed(0)
+        for _ in task_sampler(_Labels(labels), WAYS, SHOTS, QUERIES, n):
+            pass
+
+    return {
+        "easyfsl TaskSampler (lists)": easyfsl_lists,
+        "fewshot EpisodeSampler (lists)": ours_lists,
+        "fewshot EpisodeSampler.sample_indices (arrays)": ours_arrays,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    task_sampler = _task_sampler()
     labels = trainval_labels()
     n = args.episodes
     print(
@@ -102,32 +128,10 @@ def main() -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
         f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
     )
-
-    def ours_lists():
-        sampler = EpisodeSampler(labels, WAYS, SHOTS, QUERIES, episodes=n, seed=0)
-        for _ in sampler:
-            pass
-
-    def ours_arrays():
-        EpisodeSampler(labels, WAYS, SHOTS, QUERIES, episodes=n, seed=0).sample_indices()
-
-    def easyfsl_lists():
-        random.seed(0)
-        sampler = TaskSampler(_Labels(labels), WAYS, SHOTS, QUERIES, n)
-        for _ in sampler:
-            pass
-
-    # warm up each once, then interleave
-    for run in (ours_lists, ours_arrays, easyfsl_lists):
+    runs = _runs(labels, n, task_sampler)
+    for run in runs.values():  # warm up each once
         run()
-    results = {
-        "easyfsl TaskSampler (lists)": 0.0,
-        "fewshot EpisodeSampler (lists)": 0.0,
-        "fewshot EpisodeSampler.sample_indices (arrays)": 0.0,
-    }
-    results["easyfsl TaskSampler (lists)"] = best_of(args.repeats, easyfsl_lists)
-    results["fewshot EpisodeSampler (lists)"] = best_of(args.repeats, ours_lists)
-    results["fewshot EpisodeSampler.sample_indices (arrays)"] = best_of(args.repeats, ours_arrays)
+    results = {name: best_of(args.repeats, run) for name, run in runs.items()}
     base = results["easyfsl TaskSampler (lists)"]
     print(f"{'sampler (construction included)':<50} {'seconds':>8} {'episodes/s':>12} {'speed-up':>9}")
     for name, seconds in results.items():
