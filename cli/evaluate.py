@@ -19,6 +19,8 @@ from fewshot_cli.common import (
     Progress,
     Seed,
     Split,
+    encoder_names,
+    method_names,
 )
 
 # Default None (filled in from fewshot.workflows.evaluate.DEFAULTS): an episode file imposes
@@ -41,7 +43,7 @@ Method = Annotated[
         "--method",
         "-m",
         help="Learner (default: the checkpoint's; another frozen-encoder learner "
-        "reuses the checkpoint's encoder).",
+        f"reuses the checkpoint's encoder): {', '.join(method_names())}.",
     ),
 ]
 Checkpoint = Annotated[
@@ -53,8 +55,8 @@ Encoder = Annotated[
     typer.Option(
         "--encoder",
         "-e",
-        help="Without --checkpoint: a registry encoder: clip (pretrained; --model, --pretrained; "
-        "image-folder --dataset) or conv4/resnet12 (untrained baseline).",
+        help=f"Without --checkpoint: a registry encoder ({', '.join(encoder_names())}): clip "
+        "(pretrained; --model, --pretrained; image-folder --dataset) or conv4/resnet12 (untrained baseline).",
     ),
 ]
 Metric = Annotated[

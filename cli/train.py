@@ -18,6 +18,8 @@ from fewshot_cli.common import (
     Seed,
     Shots,
     Split,
+    encoder_names,
+    method_names,
 )
 
 
@@ -30,8 +32,17 @@ def positive(value: float | None) -> float | None:
     return value
 
 
-Method = Annotated[str, typer.Option("--method", "-m", help="Learner: protonet, maml, fomaml, anil, ...")]
-Encoder = Annotated[str, typer.Option("--encoder", "-e", help="Encoder architecture (conv4, resnet12, ...).")]
+Method = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        "-m",
+        help=f"Learner, one with a meta-training loss (registered: {', '.join(method_names())}).",
+    ),
+]
+Encoder = Annotated[
+    str, typer.Option("--encoder", "-e", help=f"Encoder architecture ({', '.join(encoder_names())}).")
+]
 TrainWays = Annotated[
     int | None, typer.Option("--ways", "-n", min=2, help="Classes per episode (default: 60; MAML: 5).")
 ]
