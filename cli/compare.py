@@ -103,7 +103,7 @@ def compare_command(
     from fewshot.workflows.compare import CompareRequest, run_compare
 
     settings = {k: v for k, v in ctx.params.items() if k != "as_json"}
-    settings.update(shots=_int_list(shots, "--shots"), methods=_names(methods))
+    settings.update(shots=_int_list(shots, "--shots"), methods=_names(methods), episode_file=episode_file)
     rows, title = run_compare(CompareRequest(**settings))
     if as_json:
         from fewshot.runs import json_safe
