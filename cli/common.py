@@ -130,10 +130,3 @@ Workers = Annotated[
         "--workers", min=0, help="Image-decoding processes (default: up to 8; 0 decodes in-process)."
     ),
 ]
-
-
-def clip_encoder(model: str, pretrained: str, device: str, precision: str):
-    """The `ClipEncoder` the CLIP options describe (imports open_clip)."""
-    from fewshot.encoders.clip import ClipEncoder
-
-    return ClipEncoder(model=model, pretrained=pretrained, device=device, precision=precision)
