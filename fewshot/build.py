@@ -83,8 +83,9 @@ def build_encoder(
     seed: int | None = 0,
     channels: int = 3,
 ) -> EncoderSource:
-    """The encoder ``spec`` names: a checkpoint file (its encoder), a registry name, or None
-    (the shipped Omniglot checkpoint).
+    """The encoder ``spec`` names: a checkpoint file (its encoder), a registry name, a
+    ``family:architecture`` name (``timm:resnet50``: `split_spec`), or None (the shipped
+    Omniglot checkpoint).
 
     ``options`` go to the encoder's constructor (None values dropped; one it does not take is
     refused, naming the option). Arguments the encoder sizes from the data come from
@@ -100,12 +101,27 @@ def build_encoder(
     path = Path(spec).expanduser()
     if str(spec) not in ENCODERS and (path.suffix == ".safetensors" or path.is_file()):
         return checkpoint_source(path, device)
-    if str(spec) in ENCODERS:
-        return _registry_source(str(spec), device, _given(options), data_shape, image_size, seed, channels)
+    name, options = split_spec(str(spec), options)
+    if name in ENCODERS:
+        return _registry_source(name, device, options, data_shape, image_size, seed, channels)
     raise FewshotError(
         f"--encoder {str(spec)!r} is neither a checkpoint file nor an encoder name "
         f"({', '.join(ENCODERS.names())})"
     )
+
+
+def split_spec(spec: str, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """``"timm:resnet50"`` -> ``("timm", {"model": "resnet50", ...})``: a registered encoder
+    family and the architecture it builds. A plain name keeps its options (None dropped)."""
+    from fewshot.encoders import ENCODERS
+
+    given = _given(options)
+    family, sep, model = spec.partition(":")
+    if not sep or family not in ENCODERS or spec in ENCODERS:
+        return spec, given
+    if given.get("model") not in (None, model):
+        raise FewshotError(f"--encoder {spec} and --model {given['model']} name two architectures: give one")
+    return family, {**given, "model": model}
 
 
 def checkpoint_source(path: Path, device: Any = "cpu") -> EncoderSource:
