@@ -66,8 +66,12 @@ def test_compare_runs_every_method_on_the_same_episodes(folder, checkpoint, tmp_
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
-    methods = ["protonet", "simpleshot", "linear-probe", "finetune", "matching"]  # every comparable learner
+    from fewshot.workflows.compare import default_methods
+
+    methods = default_methods(has_text=False)  # every registered learner on frozen embeddings
     assert [r["method"] for r in rows] == [m for m in methods for _ in (1, 2)]
+    assert methods[:4] == ["protonet", "simpleshot", "linear-probe", "finetune"] and "matching" in methods
+    assert "zeroshot" not in methods  # text-prompted: CLIP only
     for k in (1, 2):
         files = {r["episode_file"] for r in rows if r["shots"] == k}
         assert len(files) == 1  # every method on the same episode file
@@ -173,8 +177,11 @@ def test_clip_methods_compare_on_an_image_folder(folder):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     # every learner that runs on frozen embeddings, the text-prompted ones first
-    names = ["zeroshot", "tip-adapter", "tip-adapter-f", "protonet", "simpleshot", "linear-probe"]
-    assert list(dict.fromkeys(r["method"] for r in rows)) == [*names, "finetune", "matching"]
+    from fewshot.workflows.compare import default_methods
+
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    assert names == default_methods(has_text=True) and "matching" in names
+    assert names[:4] == ["zeroshot", "tip-adapter", "tip-adapter-f", "protonet"]
     assert all(0.0 <= r["mean"] <= 1.0 for r in rows)
 
 

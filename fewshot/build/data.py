@@ -1,0 +1,76 @@
+"""Data sets loaded as a model expects (its transform, image size or own preprocessing)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fewshot.build.encoders import EncoderSource
+from fewshot.errors import CheckpointError, FewshotError
+
+
+def data_transform(meta: dict[str, Any], learner: Any):
+    """The PIL -> tensor transform for image-folder data: the encoder's own (CLIP's
+    ``preprocess``), or the checkpoint's preprocessing, or None (the loader's default)."""
+    from fewshot.preprocessing import preprocessing_from_metadata
+
+    for attribute in ("preprocess", "transform"):
+        own = getattr(learner.encoder, attribute, None)
+        if callable(own):
+            return own
+    if meta.get("untrained"):
+        return None
+    try:
+        return preprocessing_from_metadata(meta).transform()
+    except CheckpointError:
+        return None
+
+
+def load_data(dataset, subset, split=None, data_dir=None, image_size=None, seed=0, transform=None):
+    """`fewshot.data.loading.load_dataset`, passing ``transform`` to data sets that take one."""
+    from fewshot.data.catalog import named_dataset
+    from fewshot.data.loading import load_dataset
+
+    named = named_dataset(dataset)
+    if transform is None or (named is not None and not named.takes_transform):
+        return load_dataset(dataset, subset, split, data_dir, image_size, seed)
+    return load_dataset(dataset, subset, split, data_dir, image_size, seed, transform=transform)
+
+
+def load_for_encoder(
+    source: EncoderSource,
+    dataset: str,
+    subset: str,
+    split: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+):
+    """Load ``dataset`` (a named set or a path) with the items prepared as ``source`` expects."""
+    from fewshot.data.catalog import named_dataset
+
+    prep = source.preprocessing
+    named = named_dataset(dataset)
+    if named is not None and not named.takes_transform:
+        size = (prep or {}).get("image_size") or named.image_size
+        return load_data(dataset, subset, split, data_dir, size, seed)
+    transform = getattr(source.encoder, "preprocess", None)
+    if transform is None:
+        from fewshot.data.transforms import image_transform
+
+        if prep is None:
+            raise FewshotError(f"{source.description}: unknown image size; pass --image-size")
+        transform = image_transform(
+            int(prep["image_size"]), int(prep.get("channels", 3)), bool(prep.get("invert"))
+        )
+    return load_data(dataset, subset, split, data_dir, seed=seed, transform=transform)
+
+
+def embedding_source(dataset: str, subset: str, split: str | None = None, seed: int = 0):
+    """An embedding file's features with the identity encoder (nothing to embed).
+    Returns ``(EncoderSource, LabeledTensors)``."""
+    from fewshot.data.loading import load_dataset
+    from fewshot.encoders.base import IdentityEncoder
+
+    data = load_dataset(dataset, subset, split, seed=seed)
+    encoder = IdentityEncoder(int(data.data.shape[-1]))
+    return EncoderSource(encoder, "identity", None, description="identity (embedding-file features)"), data
