@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
+import pytest
+
+tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads TOML in the standard library")
 ROOT = Path(__file__).resolve().parents[1]
 
 
