@@ -36,6 +36,8 @@ COMMON_CASES = [
     ),
     ("label-workers-negative", ["label", "{ws}/imgs", "-l", "a,b", "--workers", "-1"], 2, "--workers"),
     ("train-image-size-3", ["train", "--image-size", "3"], 2, "--image-size"),
+    ("data-download-unknown", ["data", "download", "mnist"], 2, "unknown data set 'mnist'"),
+    ("data-info-unknown", ["data", "info", "mnist"], 2, "unknown data set 'mnist'"),
 ]
 
 # Each area keeps its rows in its own list, so that changes to one area do not touch another's.
@@ -200,6 +202,30 @@ TRAIN_CASES: list[tuple] = [
     ("finetune-out-folder", [*FT, "--out", "{ws}"], 2, "is a folder"),
     ("finetune-out-proc-version", [*FT, "--out", "/proc/version"], 2, "--out"),
     ("finetune-out-in-proc", [*FT, "--out", "/proc/m.safetensors"], 2, "not writable"),
+    (
+        "train-digits-val-part-too-small",
+        ["train", "--dataset", "digits", "--split", "0.5,0,0.5"],
+        2,
+        "val part 0 class(es), validation needs 2",
+    ),
+    (
+        "train-fashion-two-ratios-no-val",
+        ["train", "--dataset", "fashion-mnist", "--split", "0.4,0.6", "--data-dir", "{ws}/none"],
+        2,
+        "val part 0 class(es)",
+    ),
+    (
+        "finetune-digits-split-unknown",
+        ["finetune", "digits", "--split", "nope"],
+        2,
+        "unknown split 'nope' of digits",
+    ),
+    (
+        "finetune-fashion-missing",
+        ["finetune", "fashion-mnist", "--subset", "train", "--data-dir", "{ws}/none"],
+        2,
+        "Fashion-MNIST not found",
+    ),
 ]
 IMGS = ["--dataset", "{ws}/imgs", "--subset", "all"]
 EVAL_CASES: list[tuple] = [
@@ -227,7 +253,7 @@ EVAL_CASES: list[tuple] = [
         "eval-dataset-missing",
         ["eval", "--dataset", "bad/", "--ways", "2"],
         2,
-        "neither 'omniglot' nor an existing",
+        "neither a named data set (digits, fashion-mnist, omniglot) nor an existing",
     ),
     ("eval-dataset-not-embeddings", ["eval", "--dataset", "{ws}/feats.npz"], 2, "not an embedding file"),
     ("eval-episode-file-not-npz", ["eval", "--episode-file", "{ws}/a-file.txt"], 2, "not an .npz archive"),
@@ -247,6 +273,42 @@ EVAL_CASES: list[tuple] = [
     ("compare-episodes-0", ["compare", "--episodes", "0"], 2, "--episodes"),
     ("compare-shots-0", ["compare", "--shots", "0,1"], 2, "--shots"),
     ("compare-plot-not-png", ["compare", "--plot", "{ws}/p.jpg"], 2, "--plot must be a .png"),
+    (
+        "eval-fashion-split-unknown",
+        ["eval", "--dataset", "fashion-mnist", "--split", "vinyals"],
+        2,
+        "unknown split 'vinyals' of fashion-mnist",
+    ),
+    (
+        "eval-digits-subset-unknown",
+        ["eval", "--dataset", "digits", "--subset", "background"],
+        2,
+        "unknown subset 'background' of the items split of digits",
+    ),
+    (
+        "eval-digits-split-bad-ratios",
+        ["eval", "--dataset", "digits", "--split", "1,x,1"],
+        2,
+        "class ratios train,val,test",
+    ),
+    (
+        "eval-digits-too-many-ways",
+        ["eval", "--dataset", "digits", "--ways", "11"],
+        2,
+        "use --ways 10 or fewer",
+    ),
+    (
+        "eval-fashion-missing",
+        ["eval", "--dataset", "fashion-mnist", "--data-dir", "{ws}/none"],
+        2,
+        "fewshot data download fashion-mnist",
+    ),
+    (
+        "compare-digits-test-part-empty",
+        ["compare", "--dataset", "digits", "--split", "0.9,0.1,0"],
+        2,
+        "the test part of split 0.9,0.1,0 has no class",
+    ),
 ]
 
 CASES = COMMON_CASES + LABEL_CASES + INDEX_CASES + TRAIN_CASES + EVAL_CASES

@@ -199,7 +199,7 @@ def test_load_dataset_dispatch(tmp_path, folder):
     assert torch.equal(train.labels.unique(), torch.arange(6))
     gray = load_dataset(str(folder), "all", transform=image_transform(5, channels=1, invert=True))
     assert gray.data.shape[1:] == (1, 5, 5)
-    with pytest.raises(DataError, match="neither 'omniglot' nor"):
+    with pytest.raises(DataError, match="neither a named data set .*omniglot.* nor"):
         load_dataset(str(tmp_path / "nope"))
     (tmp_path / "x.csv").write_text("1,2")
     with pytest.raises(DataError, match="embedding file"):

@@ -47,8 +47,11 @@ def load_dataset(
         return named.load(subset, split, data_dir, image_size, seed)
     path = Path(dataset).expanduser()
     if not path.exists():
-        names = " or ".join(repr(n) for n in DATASETS.names())
-        raise DataError(f"data set {dataset!r} is neither {names} nor an existing folder or embedding file")
+        names = ", ".join(DATASETS.names())
+        raise DataError(
+            f"data set {dataset!r} is neither a named data set ({names}) "
+            "nor an existing folder or embedding file"
+        )
     if path.is_dir():
         from fewshot.data.folders import load_image_folder
 
