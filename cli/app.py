@@ -8,7 +8,7 @@ Modules import nothing heavy at import time, so ``fewshot --help`` stays instant
 from __future__ import annotations
 
 import typer
-from fewshot_cli import compare, data, evaluate, finetune, index, label, predict, train
+from fewshot_cli import compare, data, evaluate, finetune, index, label, models, predict, train
 from typer.core import TyperGroup
 
 
@@ -32,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (train, evaluate, predict, data, label, index, finetune, compare):
+for module in (train, evaluate, predict, data, label, index, finetune, compare, models):
     module.register(app)
 
 

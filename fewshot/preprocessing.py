@@ -14,6 +14,9 @@ from typing import Any
 
 from fewshot.errors import CheckpointError
 
+RESIZES = ("torch", "pil", "crop")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -27,8 +30,19 @@ class Preprocessing:
             replaced by ``1 - value`` after scaling to ``[0, 1]``.
         mean, std: per-channel normalisation applied last, or None.
         resize: ``"torch"`` (bilinear with antialiasing on the tensor, as the Omniglot loader
-            resizes) or ``"pil"`` (`fewshot.data.transforms.ImageTransform`, as image folders
-            are loaded), so that user images are resized exactly as the training images were.
+            resizes), ``"pil"`` (`fewshot.data.transforms.ImageTransform`, as image folders
+            are loaded) or ``"crop"`` (an ImageNet model's evaluation transform: the shorter
+            side resized to ``image_size / crop_pct`` with ``interpolation``, then the central
+            ``image_size`` square), so that user images are resized exactly as the training
+            images were.
+        interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest"`` (``"crop"`` resizing).
+        crop_pct: the fraction of the resized image the central crop keeps (``"crop"``).
+        normalize_in: ``"transform"`` (`transform` applies ``mean``/``std``) or ``"encoder"``
+            (the encoder normalises its ``[0, 1]`` inputs itself, so tensor data sets need no
+            transform; ``mean``/``std`` are then recorded, not applied here).
+
+    Records written before ``interpolation``, ``crop_pct`` and ``normalize_in`` existed read
+    with their defaults, which describe what those checkpoints did.
     """
 
     image_size: int
@@ -37,14 +51,23 @@ class Preprocessing:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     resize: str = "torch"
+    interpolation: str = "bilinear"
+    crop_pct: float | None = None
+    normalize_in: str = "transform"
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if int(self.image_size) < 1:
             raise ValueError(f"image_size must be positive, got {self.image_size}")
-        if self.resize not in ("torch", "pil"):
-            raise ValueError(f"resize must be 'torch' or 'pil', got {self.resize!r}")
+        if self.resize not in RESIZES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZES)}, got {self.resize!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}")
+        if self.crop_pct is not None and not 0 < float(self.crop_pct) <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.normalize_in not in ("transform", "encoder"):
+            raise ValueError(f"normalize_in must be 'transform' or 'encoder', got {self.normalize_in!r}")
 
     @property
     def mode(self) -> str:
@@ -68,6 +91,9 @@ class Preprocessing:
                 mean=tuple(float(v) for v in values["mean"]) if values.get("mean") is not None else None,
                 std=tuple(float(v) for v in values["std"]) if values.get("std") is not None else None,
                 resize=str(values.get("resize", "torch")),
+                interpolation=str(values.get("interpolation", "bilinear")),
+                crop_pct=float(values["crop_pct"]) if values.get("crop_pct") is not None else None,
+                normalize_in=str(values.get("normalize_in", "transform")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"unreadable preprocessing record {values!r} ({err})") from err
@@ -89,7 +115,10 @@ class _Transform:
         import torch.nn.functional as F
 
         prep = self.prep
-        if prep.resize == "pil":
+        if prep.resize == "crop":
+            x = _center_crop(image.convert(prep.mode), prep)
+            x = 1.0 - x if prep.invert else x
+        elif prep.resize == "pil":
             from fewshot.data.transforms import ImageTransform
 
             x = ImageTransform(prep.image_size, prep.channels, prep.invert)(image)
@@ -103,11 +132,25 @@ class _Transform:
                 x = F.interpolate(
                     x.unsqueeze(0), size=(prep.image_size, prep.image_size), mode="bilinear", antialias=True
                 )[0]
-        if prep.mean is not None and prep.std is not None:
+        if prep.mean is not None and prep.std is not None and prep.normalize_in == "transform":
             mean = torch.tensor(prep.mean).view(-1, 1, 1)
             std = torch.tensor(prep.std).view(-1, 1, 1)
             x = (x - mean) / std
         return x.contiguous()
+
+
+def _center_crop(image, prep: Preprocessing):
+    """timm's and torchvision's evaluation resize (their own functions, so the pixels are the
+    same): PIL image -> ``(C, size, size)`` in [0, 1]."""
+    import math
+
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    size = prep.image_size
+    scale = math.floor(size / (prep.crop_pct or 0.875) + 1e-6)  # 240 / (240 / 255) -> 255, not 254
+    image = TF.resize(image, scale, interpolation=InterpolationMode(prep.interpolation))
+    return TF.to_tensor(TF.center_crop(image, [size, size]))
 
 
 def preprocessing_from_data(data) -> Preprocessing | None:

@@ -18,6 +18,10 @@ SMALL = {
     "resnet12": {"in_channels": 3, "channels": [4, 6, 8, 10], "image_size": 32},
     "identity": {"embed_dim": 12},
     "clip": {"model": "micro-clip", "pretrained": None, "device": "cpu"},  # random weights
+    # ImageNet networks: random weights at a small side (no download, no weights package)
+    "timm": {"model": "resnet18", "pretrained": None, "image_size": 32},
+    "torchvision": {"model": "resnet18", "pretrained": None, "image_size": 32},
+    **{f"efficientnet-lite{v}": {"pretrained": None, "image_size": 32} for v in range(3)},
 }
 
 

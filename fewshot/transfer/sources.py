@@ -16,14 +16,19 @@ __all__ = [
     "embedding_source",
     "load_for_encoder",
     "preprocessing_record",
+    "weights_provenance",
 ]
 
 
 def preprocessing_record(source: EncoderSource) -> dict | None:
-    """How to prepare images for this encoder, for a checkpoint's ``preprocessing`` metadata."""
+    """How to prepare images for this encoder, for a checkpoint's ``preprocessing`` metadata:
+    what the encoder declares (``encoder.preprocessing()``, the ImageNet encoders), else the
+    source's record, else read off the encoder's size and its ``preprocess`` transforms (CLIP)."""
+    encoder = source.encoder
+    if callable(getattr(encoder, "preprocessing", None)):
+        return dict(encoder.preprocessing())
     if source.preprocessing is not None:
         return dict(source.preprocessing)
-    encoder = source.encoder
     if getattr(encoder, "input_size", None) is None:
         return None
     channels, height, _ = encoder.input_size
@@ -39,12 +44,21 @@ def classifier_metadata(encoder_name: str, model: Any) -> dict:
 
     Its file holds every weight, so a CLIP encoder is rebuilt with ``pretrained=None`` (no
     download when loading); the weights it started from are kept as ``pretrained_from``.
+    An encoder that states its provenance (`weights_provenance`: source, licence, training
+    data of pretrained weights) has it carried forward, so users know what they may ship.
     """
     from fewshot.checkpoints import learner_metadata
 
-    meta = learner_metadata("classifier", encoder_name, model)
+    meta = {**learner_metadata("classifier", encoder_name, model), **weights_provenance(model.encoder)}
     config = meta["encoder_config"]
     if "pretrained" in config and config["pretrained"] is not None:
         meta["pretrained_from"] = config["pretrained"]
         meta["encoder_config"] = {**config, "pretrained": None}
     return meta
+
+
+def weights_provenance(encoder: Any) -> dict:
+    """``weights_source``, ``weights_licence`` (and ``weights_training_data``) of an encoder that
+    declares them (``encoder.provenance()``), else ``{}``. Reports and checkpoints carry them."""
+    provenance = getattr(encoder, "provenance", None)
+    return dict(provenance()) if callable(provenance) else {}

@@ -140,4 +140,7 @@ def model_and_data(r: EvalRequest, device) -> tuple[Any, dict, Any, str | None]:
         data = load_data(r.dataset, r.subset, split, r.data_dir, image_size, r.seed, transform=transform)
     if split is None and named is not None:
         split = named.default_split
+    from fewshot.transfer.sources import weights_provenance
+
+    meta.update(weights_provenance(learner.encoder))  # source and licence of pretrained weights
     return learner, meta, data, split

@@ -58,7 +58,7 @@ def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
     from fewshot.data.loading import default_subset
     from fewshot.device import resolve_device
     from fewshot.runs import check_output_file
-    from fewshot.transfer.sources import preprocessing_record
+    from fewshot.transfer.sources import preprocessing_record, weights_provenance
 
     r = request
     if r.strategy not in strategies():
@@ -74,12 +74,23 @@ def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
     items = load_for_encoder(source, r.data, subset, r.split, r.data_dir, r.seed)
     if items.n_classes < 2:
         raise FewshotError(f"{r.data} has {items.n_classes} class: a classifier needs at least two")
-    extra = {"preprocessing": preprocessing_record(source), "source_encoder": source.description}
+    provenance = weights_provenance(source.encoder)  # source and licence of pretrained weights
+    extra = {
+        "preprocessing": preprocessing_record(source),
+        "source_encoder": source.description,
+        **provenance,
+    }
     if r.strategy in strategies()[-2:]:
         report = fit_frozen(source, items, r.strategy, r.val_fraction, r.seed, device, r.out, extra)
     else:
         report = _train(source, items, config, r, extra)
-    return {"strategy": r.strategy, "encoder": source.description, "classes": items.n_classes, **report}
+    return {
+        "strategy": r.strategy,
+        "encoder": source.description,
+        "classes": items.n_classes,
+        **provenance,
+        **report,
+    }
 
 
 def _config(r: FinetuneRequest):
