@@ -9,7 +9,7 @@ encoder share one embedding of the data.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ from fewshot.sampling import EpisodeFile, EpisodeSampler
 
 @dataclass
 class CompareRow:
-    """One method at one number of shots; ``mean`` and ``ci95`` are fractions."""
+    """One method at one number of shots; ``mean`` and ``ci95`` are fractions. ``transductive``:
+    the method scored each episode's queries jointly, using them unlabelled."""
 
     method: str
     shots: int
@@ -35,6 +36,7 @@ class CompareRow:
     n_episodes: int
     seconds: float
     episode_file: str
+    transductive: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -62,15 +64,19 @@ def episode_files_for(
     seed: int,
     folder: Path,
     given: list[Path] | None = None,
+    options: dict | None = None,
 ) -> dict[int, Path]:
-    """One episode file per number of shots: the given files (keyed by their shots), else new ones."""
+    """One episode file per number of shots: the given files (keyed by their shots), else new ones
+    (``options``: more `EpisodeSampler` arguments, such as ``class_groups`` or ``variable``)."""
     files: dict[int, Path] = {}
     for path in given or []:
         episode_file = EpisodeFile(path, labels)  # checks the file belongs to these data
         files[int(episode_file.shots)] = Path(path)
     for k in shots:
         if k not in files:
-            sampler = EpisodeSampler(labels, ways, k, queries, episodes=episodes, seed=seed)
+            sampler = EpisodeSampler(
+                labels, ways, k, queries, episodes=episodes, seed=seed, **(options or {})
+            )
             files[k] = sampler.save(folder / f"episodes-{ways}way-{k}shot-seed{seed}.npz")
     return {k: files[k] for k in sorted(files)}
 
@@ -112,14 +118,18 @@ def compare_methods(
                     result.n_episodes,
                     result.seconds,
                     str(path),
+                    bool(getattr(learner, "transductive", False)),
                 )
             )
     return rows
 
 
 def format_table(rows: list[CompareRow]) -> str:
-    """Methods as rows, shots as columns: ``accuracy +- 95% CI`` in percent."""
+    """Methods as rows, shots as columns: ``accuracy +- 95% CI`` in percent; transductive
+    methods are marked ``*`` (with a note under the table)."""
     shots = sorted({r.shots for r in rows})
+    marked = {r.method for r in rows if r.transductive}
+    rows = [replace(r, method=f"{r.method} *") if r.method in marked else r for r in rows]
     methods = list(dict.fromkeys(r.method for r in rows))
     cell = {(r.method, r.shots): _cell(r) for r in rows}
     width = max([len("method")] + [len(m) for m in methods])
@@ -127,6 +137,8 @@ def format_table(rows: list[CompareRow]) -> str:
     lines = [f"{'method':<{width}}  " + "  ".join(f"{f'{k}-shot':>{col}}" for k in shots)]
     for m in methods:
         lines.append(f"{m:<{width}}  " + "  ".join(f"{cell.get((m, k), '-'):>{col}}" for k in shots))
+    if marked:
+        lines.append("* transductive: uses each episode's unlabelled queries together")
     return "\n".join(lines)
 
 

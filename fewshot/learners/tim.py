@@ -1,0 +1,84 @@
+"""TIM-GD: transductive information maximisation, the gradient-descent version (Boudiaf et al.,
+"Transductive Information Maximization for Few-Shot Learning",
+NeurIPS 2020). TRANSDUCTIVE: it uses the episode's unlabelled queries.
+
+A softmax classifier with one weight vector ``w_n`` per class, on L2-normalised embeddings,
+``p(n | x) = softmax_n(-tau / 2 * ||x - w_n||^2)``, starts at the support class means and is
+trained by Adam on
+
+    lambda * CE(support) - (H(Y_Q) - alpha * H(Y_Q | X_Q))
+
+where ``H(Y_Q)`` is the entropy of the mean query prediction (it keeps the classes balanced)
+and ``H(Y_Q | X_Q)`` the mean entropy of each query's prediction (it makes them confident).
+The paper's defaults: ``lambda = 0.1``, ``alpha = 0.1`` (the marginal entropy's weight is 1),
+``tau = 15``, 1000 iterations, learning rate 1e-4.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fewshot.encoders.base import Encoder
+from fewshot.learners import LEARNERS
+from fewshot.learners.transductive import (
+    TransductiveLearner,
+    adam_steps,
+    entropy,
+    squared_distances,
+    weighted_means,
+)
+
+
+@LEARNERS.register("tim")
+class TIM(TransductiveLearner):
+    """Transductive information maximisation, TIM-GD (transductive).
+
+    Args:
+        encoder: maps ``(n, ...)`` inputs to ``(n, d)`` embeddings.
+        steps: Adam iterations per episode (the paper: 1000).
+        lr: Adam's learning rate (1e-4).
+        ce_weight: ``lambda``, the support cross-entropy's weight (0.1).
+        marginal_weight: the marginal query entropy's weight (1).
+        conditional_weight: ``alpha``, the conditional query entropy's weight (0.1).
+        temperature: ``tau``, multiplies the logits (15).
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        steps: int = 1000,
+        lr: float = 1e-4,
+        ce_weight: float = 0.1,
+        marginal_weight: float = 1.0,
+        conditional_weight: float = 0.1,
+        temperature: float = 15.0,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.steps = steps
+        self.lr = lr
+        self.ce_weight = ce_weight
+        self.marginal_weight = marginal_weight
+        self.conditional_weight = conditional_weight
+        self.temperature = temperature
+
+    def _logits(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return -self.temperature / 2 * squared_distances(x, weights)
+
+    def transduce(self, support: torch.Tensor, onehot: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
+        weights = weighted_means(onehot, support).clone().requires_grad_(True)  # (B, N, d)
+
+        def loss() -> torch.Tensor:  # the sum over the block of each episode's loss
+            cross_entropy = -(onehot * self._logits(support, weights).log_softmax(-1)).sum(-1).mean(1)
+            probabilities = self._logits(query, weights).softmax(-1)  # (B, M, N)
+            marginal = entropy(probabilities.mean(1))
+            conditional = entropy(probabilities).mean(1)
+            total = self.ce_weight * cross_entropy - (
+                self.marginal_weight * marginal - self.conditional_weight * conditional
+            )
+            return total.sum()
+
+        adam_steps([weights], loss, self.steps, self.lr)
+        return self._logits(query, weights.detach())
