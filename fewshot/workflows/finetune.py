@@ -54,8 +54,6 @@ def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
     Returns the report: strategy, encoder, classes, validation accuracy, epochs, checkpoint."""
     import torch
 
-    from fewshot.build import build_encoder, load_for_encoder
-    from fewshot.data.loading import default_subset
     from fewshot.device import resolve_device
     from fewshot.runs import check_output_file
     from fewshot.transfer.sources import preprocessing_record, weights_provenance
@@ -69,9 +67,7 @@ def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
     config.device = str(device)
     torch.manual_seed(r.seed)  # the head, data order and augmentation; the encoder is seeded below
     options = {"model": r.clip_model, "pretrained": r.pretrained}
-    source = build_encoder(r.encoder, device, options, image_size=r.image_size, seed=r.seed)
-    subset = default_subset(r.data, r.subset) if r.subset == "all" else r.subset
-    items = load_for_encoder(source, r.data, subset, r.split, r.data_dir, r.seed)
+    source, items = _source_and_items(r, device, options)
     if items.n_classes < 2:
         raise FewshotError(f"{r.data} has {items.n_classes} class: a classifier needs at least two")
     provenance = weights_provenance(source.encoder)  # source and licence of pretrained weights
@@ -91,6 +87,33 @@ def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
         **provenance,
         **report,
     }
+
+
+def finetune_subset(dataset: str, subset: str) -> str:
+    """``all`` for a named data set is the part it trains classifiers on (Fashion-MNIST's
+    official ``train``; Omniglot's test classes), for a folder every item."""
+    from fewshot.data.catalog import named_dataset
+
+    named = named_dataset(dataset)
+    if subset != "all" or named is None:
+        return subset
+    return getattr(named, "finetune_subset", named.default_subset)
+
+
+def _source_and_items(r: FinetuneRequest, device, options: dict):
+    """The encoder and the labelled items prepared for it. An encoder built to the data's
+    shape (Conv-4 from scratch) on a preprocessed named set is sized from the loaded items."""
+    from fewshot.build import build_encoder, load_data, load_for_encoder, sized_by_data
+    from fewshot.data.catalog import named_dataset
+
+    subset = finetune_subset(r.data, r.subset)
+    named = named_dataset(r.data)
+    if sized_by_data(r.encoder) and named is not None and not named.takes_transform:
+        items = load_data(r.data, subset, r.split, r.data_dir, r.image_size, r.seed)
+        source = build_encoder(r.encoder, device, options, data_shape=tuple(items.data.shape), seed=r.seed)
+        return source, items
+    source = build_encoder(r.encoder, device, options, image_size=r.image_size, seed=r.seed)
+    return source, load_for_encoder(source, r.data, subset, r.split, r.data_dir, r.seed)
 
 
 def _config(r: FinetuneRequest):
