@@ -15,9 +15,21 @@ DataDir = Annotated[
         help="Data directory (default: $FEWSHOT_DATA_DIR, then ~/.cache/fewshot/data).",
     ),
 ]
+
+
+def dataset_names() -> list[str]:
+    from fewshot.data.catalog import DATASETS
+
+    return DATASETS.names()
+
+
 Dataset = Annotated[
     str,
-    typer.Option("--dataset", help="'omniglot' or a path to an image folder or embedding file."),
+    typer.Option(
+        "--dataset",
+        help=f"A named data set ({', '.join(dataset_names())}) or a path to an image folder or an "
+        "embedding file.",
+    ),
 ]
 Split = Annotated[
     str | None,
