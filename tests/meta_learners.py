@@ -99,6 +99,6 @@ def assert_checkpoint_round_trip(learner, name: str, tmp_path, episode) -> None:
     torch.testing.assert_close(got, expected)
 
 
-def tiny_episode(seed: int = 0, ways: int = 3, shots: int = 2, queries: int = 3):
-    data = synthetic_images(ways, shots + queries, seed=seed, side=16)
+def tiny_episode(seed: int = 0, ways: int = 3, shots: int = 2, queries: int = 3, side: int = 16):
+    data = synthetic_images(ways, shots + queries, seed=seed, side=side)
     return next(EpisodeSampler(data.labels, ways, shots, queries, episodes=1, seed=seed).episodes(data.data))

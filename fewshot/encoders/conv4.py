@@ -32,7 +32,9 @@ class Conv4(Encoder):
         image_size: input height = width; 28x28 gives a ``64``-d embedding
             (``hidden * (image_size // 16) ** 2``).
 
-    Shapes: ``(n, in_channels, image_size, image_size)`` -> ``(n, embed_dim)``.
+    Shapes: ``(n, in_channels, image_size, image_size)`` -> ``(n, embed_dim)``. The embedding is
+    the last block's feature map flattened: ``feature_shape`` ``(hidden, side, side)`` is that
+    map's shape, so ``z.view(-1, *feature_shape)`` recovers it (Relation Networks score maps).
     """
 
     sized_by_data = {"in_channels": "channels", "image_size": "side"}
@@ -55,6 +57,7 @@ class Conv4(Encoder):
         for _ in range(4):
             side //= 2
         self.embed_dim = hidden * max(side, 1) ** 2
+        self.feature_shape = (hidden, max(side, 1), max(side, 1))
         self.input_size = (in_channels, image_size, image_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
