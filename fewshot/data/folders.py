@@ -7,6 +7,12 @@ relative to the root with ``/`` separators, so classes may sit at any depth::
     root/animals/dog/*.png          -> class "animals/dog"
     root/animals/*.jpg              -> class "animals" (its own images; "animals/dog" stays separate)
 
+Groups. A class's group is its parent folder (``root/<group>/<class>/*.png``: class
+``animals/dog`` is in group ``animals``), for episodes drawn within one group
+(``--within-group``). When at least one class sits in a group folder, classes directly under
+``root`` form the group ``.``; when none does, the folder has no groups (``class_groups`` is
+None).
+
 Images directly in ``root`` belong to no class and are skipped (and reported), as are
 folders without subfolders that hold no image. Hidden files and folders (``.name``) are
 ignored. Image extensions: jpg, jpeg, png, webp, bmp, gif, tif, tiff (any case); other files
@@ -217,12 +223,21 @@ def _labeled(images: list, labels: list[int], chosen: list[str], info: dict, ski
         raise DataError(f"the transform gave images of several shapes {sorted(shapes)}: it must resize")
     present = sorted(set(labels))
     remap = {old: new for new, old in enumerate(present)}
+    names = [chosen[i] for i in present]
     return LabeledTensors(
         torch.cat(images),
         torch.tensor([remap[y] for y in labels], dtype=torch.int64),
-        [chosen[i] for i in present],
+        names,
         {**info, "image_size": int(images[0].shape[-1]), "skipped": skipped},
+        class_groups=folder_groups(names),
     )
+
+
+def folder_groups(class_names: list[str]) -> list[str] | None:
+    """The parent folder of every class (``.`` for a class directly under the root); None
+    when no class sits in a group folder."""
+    groups = [name.rpartition("/")[0] or "." for name in class_names]
+    return None if all(g == "." for g in groups) else groups
 
 
 def load_image_folder(

@@ -3,11 +3,20 @@
 Protocols (``split``, ``subset``):
 
 - ``vinyals``: the split of Vinyals et al. (2016) used by Prototypical Networks, read from
-  ``omniglot/splits/vinyals/{train,val,trainval,test}.txt``; every rotation is its own class.
+  ``omniglot/splits/vinyals/{train,val,trainval,test}.txt``; every rotation is its own class
+  (``rotations=False`` keeps the unrotated ``rot000`` classes only).
 - ``lake``: train on the 30 background alphabets (``background`` or ``train``), test on the
-  20 evaluation alphabets (``evaluation`` or ``test``); no rotations unless asked.
+  20 evaluation alphabets (``evaluation`` or ``test``); no rotations unless asked (Lake et
+  al.'s protocol has none).
 - ``random``: the 1,623 characters shuffled with ``seed``; the first 1,200 are ``train``, the
   other 423 ``test`` (MAML's code), with rotations as extra classes by default.
+
+Rotations (90, 180 and 270 degrees, each an extra class of the same alphabet) can be asked for
+or turned off on every split, by ``rotations=True/False`` or by a suffix of the split name:
+``lake+rotations``, ``vinyals+no-rotations`` (what ``--rotations/--no-rotations`` give).
+
+Every class's group is its alphabet (``class_groups``; rotations keep their alphabet), for
+Lake et al.'s within-alphabet episodes.
 
 Images are resized to ``image_size`` (28 by default) with ink = 1 and paper = 0, shaped
 ``(n, 1, image_size, image_size)`` float32.
@@ -44,6 +53,24 @@ SUBSETS = {
     "lake": ("background", "evaluation", "train", "test"),
     "random": ("train", "test"),
 }
+ROTATION_SUFFIXES = {"+rotations": True, "+no-rotations": False}
+DEFAULT_ROTATIONS = {"vinyals": True, "lake": False, "random": True}
+
+
+def parse_split(split: str) -> tuple[str, bool | None]:
+    """``"lake+rotations"`` -> ``("lake", True)``; a plain name -> ``(name, None)``."""
+    for suffix, rotations in ROTATION_SUFFIXES.items():
+        if split.endswith(suffix):
+            return split.removesuffix(suffix), rotations
+    return split, None
+
+
+def split_with_rotations(split: str, rotations: bool | None) -> str:
+    """The split name that asks for ``rotations`` (None: the split's own default)."""
+    base, _ = parse_split(split)
+    if rotations is None:
+        return base
+    return base + ("+rotations" if rotations else "+no-rotations")
 
 
 @dataclass(frozen=True)
@@ -163,12 +190,14 @@ def _class_list(
     rotations: bool | None,
 ) -> list[tuple[str, int]]:
     """``(character name, rotation)`` per class of the chosen split and subset."""
+    if rotations is None:
+        rotations = DEFAULT_ROTATIONS[split]
     if split == "vinyals":
-        return _read_split_file(root / "splits" / "vinyals" / f"{subset}.txt")
+        listed = _read_split_file(root / "splits" / "vinyals" / f"{subset}.txt")
+        return listed if rotations else [(c, a) for c, a in listed if a == 0]
     if split == "lake":
         wanted = "background" if subset in ("background", "train") else "evaluation"
         chars = [names[i - 1] for a in alphabets if a.set == wanted for i in range(a.first_id, a.last_id + 1)]
-        angles = ROTATIONS if rotations else (0,)
     else:
         n_train = (
             RANDOM_TRAIN if len(names) == N_CHARACTERS else round(len(names) * RANDOM_TRAIN / N_CHARACTERS)
@@ -176,14 +205,16 @@ def _class_list(
         order = np.random.default_rng(seed).permutation(len(names))
         chosen = order[:n_train] if subset == "train" else order[n_train:]
         chars = [names[i] for i in sorted(chosen)]
-        angles = ROTATIONS if rotations in (None, True) else (0,)
-    return [(c, a) for c in chars for a in angles]
+    return [(c, a) for c in chars for a in (ROTATIONS if rotations else (0,))]
 
 
 def _check_request(split: str, subset: str, image_size: int) -> None:
     """Refuse an unknown split or subset and an image size that is not a positive whole number."""
     if split not in SPLITS:
-        raise DataError(f"unknown Omniglot split {split!r}: choose one of {', '.join(SPLITS)}")
+        raise DataError(
+            f"unknown Omniglot split {split!r}: choose one of {', '.join(SPLITS)} "
+            "(optionally +rotations or +no-rotations)"
+        )
     if subset not in SUBSETS[split]:
         raise DataError(
             f"unknown subset {subset!r} of the {split} split: choose one of {', '.join(SUBSETS[split])}"
@@ -228,20 +259,24 @@ def load_omniglot(
     """Load one subset of an Omniglot protocol into memory.
 
     Args:
-        split: ``vinyals``, ``lake`` or ``random`` (see the module docstring).
+        split: ``vinyals``, ``lake`` or ``random`` (see the module docstring), optionally
+            with ``+rotations`` or ``+no-rotations``.
         subset: ``train``/``val``/``trainval``/``test`` (vinyals), ``background``/``evaluation``
             or ``train``/``test`` (lake), ``train``/``test`` (random).
         data_dir: the data directory (holding ``omniglot/``); see `resolve_data_dir`.
         image_size: output side length.
-        rotations: add 90/180/270-degree rotations as new classes (vinyals always has them
-            from its split files; ``random`` defaults to True, ``lake`` to False).
+        rotations: add 90/180/270-degree rotations as new classes (None: the split name's
+            suffix, else the split's default: True for ``vinyals`` and ``random``, False for
+            ``lake``).
         seed: the character shuffle of the ``random`` split.
 
     Returns:
         `LabeledTensors` with ``data`` ``(n, 1, image_size, image_size)`` and one class per
         (character, rotation), named ``Alphabet/characterNN/rotDDD``.
     """
-    _check_request(split, subset, image_size)
+    base, suffix_rotations = parse_split(split) if isinstance(split, str) else (split, None)
+    rotations = suffix_rotations if rotations is None else rotations
+    _check_request(base, subset, image_size)
     root = omniglot_dir(data_dir)
     if not root.exists():
         raise DataError(
@@ -250,9 +285,10 @@ def load_omniglot(
         )
     alphabets = read_alphabets(root)
     names = character_names(alphabets)
-    classes = _class_list(split, subset, root, names, alphabets, seed, rotations)
+    classes = _class_list(base, subset, root, names, alphabets, seed, rotations)
     data = _class_images(root, names, classes, image_size)
     labels = torch.arange(len(classes)).repeat_interleave(20)
     class_names = [f"{c}/rot{a:03d}" for c, a in classes]
+    alphabets_of = [c.partition("/")[0] for c, _ in classes]
     info = {"dataset": "omniglot", "split": split, "subset": subset, "image_size": image_size}
-    return LabeledTensors(data, labels, class_names, info)
+    return LabeledTensors(data, labels, class_names, info, class_groups=alphabets_of)

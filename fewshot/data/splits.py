@@ -21,6 +21,7 @@ def subset_classes(data: LabeledTensors, class_ids: np.ndarray | list[int], name
         new_labels[keep],
         [data.class_names[i] for i in class_ids],
         {**data.info, "subset": name},
+        None if data.class_groups is None else [data.class_groups[i] for i in class_ids],
     )
 
 
@@ -49,4 +50,12 @@ def join_classes(first: LabeledTensors, second: LabeledTensors, name: str) -> La
         torch.cat([first.labels, second.labels + first.n_classes]),
         [*first.class_names, *second.class_names],
         {**first.info, "subset": name},
+        _joined_groups(first, second),
     )
+
+
+def _joined_groups(first: LabeledTensors, second: LabeledTensors) -> list[str] | None:
+    """Both parts' class groups, when both have them."""
+    if first.class_groups is None or second.class_groups is None:
+        return None
+    return [*first.class_groups, *second.class_groups]

@@ -16,12 +16,16 @@ class LabeledTensors(torch.utils.data.Dataset):
         labels: ``(n,)`` int64 class ids in ``0..len(class_names)-1``.
         class_names: name of every class id.
         info: free-form description (data set, split, subset, image size) kept in checkpoints.
+        class_groups: optional group of every class id (Omniglot: its alphabet; an image
+            folder: the parent folder of the class folder), for episodes drawn within one
+            group (`fewshot.sampling.EpisodeSampler` ``class_groups``); None: no hierarchy.
     """
 
     data: torch.Tensor
     labels: torch.Tensor
     class_names: list[str]
     info: dict = field(default_factory=dict)
+    class_groups: list[str] | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
