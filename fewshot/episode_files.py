@@ -3,7 +3,9 @@ labels they were drawn for, in one ``.npz`` archive (written by `EpisodeSampler.
 
 Reading one back (`EpisodeFile`) refuses a file drawn for another data set and checks that
 every item belongs to its episode's classes, so every method can be evaluated on the very same
-episodes.
+episodes. The file records how its episodes were drawn (``within_group``: classes from one
+group; ``variable``: variable-way, variable-shot episodes, stored padded with -1), and replays
+them as they were, whatever the command's options.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from fewshot.errors import FewshotError
 
 EPISODE_FILE_VERSION = 1
 SETTINGS = ("ways", "shots", "queries", "episodes", "seed")
+FLAGS = ("within_group", "variable")  # how the episodes were drawn; absent in older files: False
 # what np.load and json raise on a file that is not an episode archive
 _UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile)
 
@@ -54,11 +57,14 @@ def _unreadable(path: Any, err: Exception) -> str:
 
 def read_episode_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The settings an episode file imposes (``ways``, ``shots``, ``queries``, ``episodes``,
-    ``seed``), read without its arrays: commands check their options against them first."""
+    ``seed``; and the flags ``within_group``, ``variable``), read without its arrays: commands
+    check their options against them first."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(str(archive["meta"]))
-        return {k: int(meta[k]) for k in SETTINGS}
+        settings: dict[str, Any] = {k: int(meta[k]) for k in SETTINGS}
+        settings.update({k: bool(meta.get(k, False)) for k in FLAGS})
+        return settings
     except FileNotFoundError as err:
         raise FewshotError(f"episode file not found: {path}") from err
     except _UNREADABLE as err:
@@ -101,6 +107,7 @@ class EpisodeFile(EpisodeSource):
         try:
             self.ways, self.shots, self.queries = int(meta["ways"]), int(meta["shots"]), int(meta["queries"])
             self.seed, self.n_episodes = int(meta["seed"]), int(meta["episodes"])
+            self.within_group, self.variable = bool(meta.get("within_group")), bool(meta.get("variable"))
         except (KeyError, TypeError, ValueError) as err:
             raise FewshotError(f"{path} is damaged: its settings are incomplete ({err})") from err
         if self.ways < 2 or self.shots < 1 or self.queries < 1:
@@ -119,12 +126,33 @@ class EpisodeFile(EpisodeSource):
             or self.class_ids.shape != (n, self.ways)
         ):
             raise FewshotError(f"{path} is damaged: its arrays do not match its settings")
+        self._check_padding(path)
         for items in (self.support, self.query):
-            if items.size and (items.min() < 0 or items.max() >= self.labels.size):
+            used = items >= 0  # all of them, unless the episodes are variable
+            if items.size and (items.max() >= self.labels.size or (not self.variable and not used.all())):
                 raise FewshotError(f"{path} is damaged: item indices outside 0..{self.labels.size - 1}")
             expected = np.broadcast_to(self.class_ids[:, :, None], items.shape)
-            if not np.array_equal(self.labels[items], expected):
+            if not np.array_equal(self.labels[items[used]], expected[used]):
                 raise FewshotError(f"{path} is damaged: items do not belong to their episode's classes")
+
+    def _check_padding(self, path: str | os.PathLike[str]) -> None:
+        """Variable episodes: at least 2 classes and 1 shot each, -1 only past them."""
+        if not self.variable:
+            return
+        ways = (self.class_ids >= 0).sum(axis=1)
+        shots = (self.support[:, 0, :] >= 0).sum(axis=1)
+        slot, shot = np.arange(self.ways), np.arange(self.shots)
+        wanted_class = slot[None, :] < ways[:, None]
+        wanted_support = wanted_class[:, :, None] & (shot[None, None, :] < shots[:, None, None])
+        if (
+            (ways.size and (ways.min() < 2 or shots.min() < 1))
+            or not np.array_equal(self.class_ids >= 0, wanted_class)
+            or not np.array_equal(self.support >= 0, wanted_support)
+            or not np.array_equal(
+                self.query >= 0, np.broadcast_to(wanted_class[:, :, None], self.query.shape)
+            )
+        ):
+            raise FewshotError(f"{path} is damaged: its variable episodes are padded wrongly")
 
     def sample_indices(self, start: int = 0, count: int | None = None) -> EpisodeIndices:
         end = self.n_episodes if count is None else start + count

@@ -62,11 +62,40 @@ class Episode:
 
 @dataclass(frozen=True)
 class EpisodeIndices:
-    """Item indices of one episode: ``support`` ``(N, K)``, ``query`` ``(N, Q)``, ``class_ids`` ``(N,)``."""
+    """Item indices of one episode: ``support`` ``(N, K)``, ``query`` ``(N, Q)``, ``class_ids`` ``(N,)``.
+
+    Stacked, a block of episodes: ``(B, N, K)``, ``(B, N, Q)``, ``(B, N)``. Variable-way,
+    variable-shot episodes are padded to the block's widest with -1 (class ids and items of
+    the classes past an episode's ways, support items past its shots); `trim` and
+    `shape_groups` take the padding off.
+    """
 
     support: np.ndarray
     query: np.ndarray
     class_ids: np.ndarray
+
+    def trim(self) -> EpisodeIndices:
+        """One padded episode at its own size: ``(N', K')``, ``(N', Q)``, ``(N',)``."""
+        ways = int((self.class_ids >= 0).sum())
+        shots = int((self.support[0] >= 0).sum())
+        return EpisodeIndices(self.support[:ways, :shots], self.query[:ways], self.class_ids[:ways])
+
+    def shape_groups(self) -> list[tuple[np.ndarray, EpisodeIndices]]:
+        """A padded block split by episode size: ``(positions in the block, the episodes of
+        one (ways, shots) stacked at that size)``, in order of size. One group when unpadded."""
+        ways = (self.class_ids >= 0).sum(axis=1)
+        shots = (self.support[:, 0, :] >= 0).sum(axis=1)
+        if ways.size and (ways == ways[0]).all() and (shots == shots[0]).all():
+            w, k = int(ways[0]), int(shots[0])
+            whole = EpisodeIndices(self.support[:, :w, :k], self.query[:, :w], self.class_ids[:, :w])
+            return [(np.arange(ways.size), whole)]
+        groups = []
+        for w, k in sorted(set(zip(ways.tolist(), shots.tolist(), strict=True))):
+            at = np.nonzero((ways == w) & (shots == k))[0]
+            groups.append(
+                (at, EpisodeIndices(self.support[at, :w, :k], self.query[at, :w], self.class_ids[at, :w]))
+            )
+        return groups
 
 
 def labels_fingerprint(labels: Sequence[int] | np.ndarray | torch.Tensor) -> str:
@@ -92,8 +121,10 @@ class EpisodeSource:
 
     Attributes:
         labels: ``(n_items,)`` int64 class label of every item.
-        ways, shots, queries: N, K and Q of every episode.
+        ways, shots, queries: N, K and Q of every episode (variable episodes: the most).
         n_episodes: how many episodes one pass yields.
+        variable: episodes have their own ways and shots (blocks padded with -1).
+        within_group: every episode's classes come from one group.
     """
 
     labels: np.ndarray
@@ -101,6 +132,8 @@ class EpisodeSource:
     shots: int
     queries: int
     n_episodes: int
+    variable: bool = False
+    within_group: bool = False
 
     def sample_indices(self, start: int = 0, count: int | None = None) -> EpisodeIndices:
         """Indices of episodes ``start .. start+count-1`` as stacked arrays."""
@@ -117,10 +150,15 @@ class EpisodeSource:
         """One `EpisodeIndices` per episode."""
         for block in self._index_blocks():
             for i in range(block.class_ids.shape[0]):
-                yield EpisodeIndices(block.support[i], block.query[i], block.class_ids[i])
+                episode = EpisodeIndices(block.support[i], block.query[i], block.class_ids[i])
+                yield episode.trim() if self.variable else episode
 
     def __iter__(self) -> Iterator[list[int]]:
         """Flat index lists (support then query, grouped by class): a DataLoader batch sampler."""
+        if self.variable:
+            for ep in self.iter_indices():
+                yield np.concatenate([ep.support, ep.query], axis=1).reshape(-1).tolist()
+            return
         for block in self._index_blocks():
             # one conversion per block: (B, N, K+Q) -> B lists of N*(K+Q) ints
             yield from (
@@ -129,18 +167,17 @@ class EpisodeSource:
                 .tolist()
             )
 
-    def _labels_for(self, per_class: int) -> torch.Tensor:
-        return torch.arange(self.ways).repeat_interleave(per_class)
-
     def gather(self, data: torch.Tensor, indices: EpisodeIndices) -> Episode:
-        """Build an `Episode` from an in-memory tensor ``data`` ``(n_items, ...)``."""
+        """Build an `Episode` from an in-memory tensor ``data`` ``(n_items, ...)``; its size is
+        that of ``indices`` (one episode, as `iter_indices` gives them)."""
+        (ways, shots), queries = indices.support.shape, indices.query.shape[1]
         support = torch.as_tensor(indices.support.reshape(-1), device=data.device)
         query = torch.as_tensor(indices.query.reshape(-1), device=data.device)
         return Episode(
             support_x=data[support],
-            support_y=self._labels_for(self.shots).to(data.device),
+            support_y=torch.arange(ways, device=data.device).repeat_interleave(shots),
             query_x=data[query],
-            query_y=self._labels_for(self.queries).to(data.device),
+            query_y=torch.arange(ways, device=data.device).repeat_interleave(queries),
             class_ids=torch.as_tensor(indices.class_ids),
         )
 
@@ -157,12 +194,15 @@ class EpisodeSource:
         """DataLoader ``collate_fn`` for batches drawn with this sampler as ``batch_sampler``."""
         xs = torch.stack([torch.as_tensor(x) for x, _ in batch])
         ys = torch.as_tensor([int(y) for _, y in batch])
-        per_class = self.shots + self.queries
-        xs = xs.view(self.ways, per_class, *xs.shape[1:])
+        # a variable episode's size: its classes come in runs, each shots + queries long
+        ways = int(torch.unique_consecutive(ys).numel()) if self.variable else self.ways
+        per_class = ys.numel() // ways
+        shots = per_class - self.queries
+        xs = xs.view(ways, per_class, *xs.shape[1:])
         return Episode(
-            support_x=xs[:, : self.shots].reshape(-1, *xs.shape[2:]),
-            support_y=self._labels_for(self.shots),
-            query_x=xs[:, self.shots :].reshape(-1, *xs.shape[2:]),
-            query_y=self._labels_for(self.queries),
-            class_ids=ys.view(self.ways, per_class)[:, 0].clone(),
+            support_x=xs[:, :shots].reshape(-1, *xs.shape[2:]),
+            support_y=torch.arange(ways).repeat_interleave(shots),
+            query_x=xs[:, shots:].reshape(-1, *xs.shape[2:]),
+            query_y=torch.arange(ways).repeat_interleave(self.queries),
+            class_ids=ys.view(ways, per_class)[:, 0].clone(),
         )

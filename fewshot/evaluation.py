@@ -23,6 +23,7 @@ import torch
 
 from fewshot.data.tensors import LabeledTensors
 from fewshot.device import resolve_device
+from fewshot.episode_draws import episode_options
 from fewshot.errors import FewshotError
 from fewshot.learners.base import EMBEDDING, FIXED
 from fewshot.sampling import EpisodeFile, EpisodeIndices, EpisodeSampler
@@ -44,6 +45,8 @@ class EvalResult:
     shots: int = 0
     queries: int = 0
     seconds: float = 0.0
+    within_group: bool = False
+    variable: bool = False  # ways and shots are then the most an episode had
 
     def as_dict(self, per_episode: bool = False) -> dict[str, Any]:
         out = asdict(self)
@@ -70,6 +73,8 @@ def _result(per_episode: np.ndarray, sampler, seconds: float) -> EvalResult:
         shots=sampler.shots,
         queries=sampler.queries,
         seconds=round(seconds, 3),
+        within_group=bool(sampler.within_group),
+        variable=bool(sampler.variable),
     )
 
 
@@ -96,6 +101,7 @@ def _embed_used_items(
     """
     every = sampler.sample_indices(0, len(sampler))
     used = np.unique(np.concatenate([every.support.reshape(-1), every.query.reshape(-1)]))
+    used = used[used >= 0]  # variable episodes' padding
     if used.size == items.shape[0]:
         return encoder.encode_batched(items, batch_size=batch_size, progress=progress)
     used_t = torch.from_numpy(used)
@@ -105,30 +111,47 @@ def _embed_used_items(
     return out
 
 
+def _shaped_blocks(sampler, block: int):
+    """``(positions, indices)`` of blocks of episodes of one size each (variable episodes are
+    grouped by ``(ways, shots)`` within each block), and the block's episode count."""
+    for indices in _episode_blocks(sampler, block):
+        groups = (
+            indices.shape_groups() if sampler.variable else [(np.arange(len(indices.class_ids)), indices)]
+        )
+        yield groups, len(indices.class_ids)
+
+
+def _labels(n: int, per_class: int, device) -> torch.Tensor:
+    return torch.arange(n, device=device).repeat_interleave(per_class)
+
+
 @torch.no_grad()
 def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar, class_names=None) -> np.ndarray:
     """Per-episode accuracy over cached embeddings ``(n_items, d)``."""
-    n, k, q = sampler.ways, sampler.shots, sampler.queries
-    query_y = torch.arange(n, device=embeddings.device).repeat_interleave(q)
-    support_y = torch.arange(n, device=embeddings.device).repeat_interleave(k)
-    accuracies = []
+    device = embeddings.device
+    accuracies = np.zeros(len(sampler))
     batched = learner.batches_embeddings and not learner.uses_class_names
-    for block in _episode_blocks(sampler, 256 if batched else 1):
-        support = torch.as_tensor(block.support, device=embeddings.device)
-        query = torch.as_tensor(block.query, device=embeddings.device)
-        if batched:
-            logits = learner.batch_logits_embeddings(
-                embeddings[support], embeddings[query.reshape(query.shape[0], -1)]
-            )  # (B, N*Q, N)
-            accuracies.append((logits.argmax(-1) == query_y).float().mean(-1).cpu())
-        else:
-            _set_episode_classes(learner, class_names, block.class_ids)
-            # episode labels are 0..N-1 already: no per-episode label mapping or input check
-            learner._fit_embeddings(embeddings[support.reshape(-1)], support_y)
-            logits = learner.logits_embeddings(embeddings[query.reshape(-1)])
-            accuracies.append((logits.argmax(-1) == query_y).float().mean().reshape(1).cpu())
-        bar.update(support.shape[0])
-    return torch.cat(accuracies).numpy()
+    done = 0
+    for groups, count in _shaped_blocks(sampler, 256 if batched else 1):
+        for positions, block in groups:
+            (b, n, k), q = block.support.shape, block.query.shape[2]
+            support = torch.as_tensor(block.support, device=device)
+            query = torch.as_tensor(block.query, device=device)
+            if batched:
+                logits = learner.batch_logits_embeddings(
+                    embeddings[support], embeddings[query.reshape(b, -1)]
+                )  # (B, N*Q, N)
+                accuracy = (logits.argmax(-1) == _labels(n, q, device)).float().mean(-1)
+            else:
+                _set_episode_classes(learner, class_names, block.class_ids)
+                # episode labels are 0..N-1 already: no per-episode label mapping or input check
+                learner._fit_embeddings(embeddings[support.reshape(-1)], _labels(n, k, device))
+                logits = learner.logits_embeddings(embeddings[query.reshape(-1)])
+                accuracy = (logits.argmax(-1) == _labels(n, q, device)).float().mean().reshape(1)
+            accuracies[done + positions] = accuracy.cpu().numpy()
+        done += count
+        bar.update(count)
+    return accuracies
 
 
 def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar, class_names=None) -> np.ndarray:
@@ -151,32 +174,35 @@ def _evaluate_episode_blocks(
     learner, data: torch.Tensor, sampler, device, bar, block: int = 32
 ) -> np.ndarray:
     """Learners that adapt (MAML) fit and predict a block of episodes in one call."""
-    n, k, q = sampler.ways, sampler.shots, sampler.queries
-    support_y = torch.arange(n, device=device).repeat_interleave(k)
-    query_y = torch.arange(n, device=device).repeat_interleave(q)
-    accuracies = []
-    for indices in _episode_blocks(sampler, block):
-        b = indices.support.shape[0]
-        support_x = data[torch.as_tensor(indices.support.reshape(-1))].to(device)
-        query_x = data[torch.as_tensor(indices.query.reshape(-1))].to(device)
-        predictions = learner.batch_episode_predictions(
-            support_x.reshape(b, n * k, *data.shape[1:]),
-            support_y.expand(b, -1),
-            query_x.reshape(b, n * q, *data.shape[1:]),
-        )
-        accuracies.append((predictions == query_y).float().mean(-1).cpu())
-        bar.update(b)
-    return torch.cat(accuracies).numpy()
+    accuracies = np.zeros(len(sampler))
+    done = 0
+    for groups, count in _shaped_blocks(sampler, block):
+        for positions, indices in groups:
+            (b, n, k), q = indices.support.shape, indices.query.shape[2]
+            support_x = data[torch.as_tensor(indices.support.reshape(-1))].to(device)
+            query_x = data[torch.as_tensor(indices.query.reshape(-1))].to(device)
+            predictions = learner.batch_episode_predictions(
+                support_x.reshape(b, n * k, *data.shape[1:]),
+                _labels(n, k, device).expand(b, -1),
+                query_x.reshape(b, n * q, *data.shape[1:]),
+            )
+            accuracies[done + positions] = (
+                (predictions == _labels(n, q, device)).float().mean(-1).cpu().numpy()
+            )
+        done += count
+        bar.update(count)
+    return accuracies
 
 
 def _new_sampler(
-    data: LabeledTensors, episode_file: str | None, *settings: Any
+    data: LabeledTensors, episode_file: str | None, *settings: Any, **options: Any
 ) -> EpisodeSampler | EpisodeFile:
     """The episodes saved in `episode_file`, or new ones drawn with these settings (``ways``,
-    ``shots``, ``queries``, ``episodes``, ``seed``, ``skip_small_classes``)."""
+    ``shots``, ``queries``, ``episodes``, ``seed``, ``skip_small_classes``) and `options`
+    (see `episode_options`)."""
     if episode_file:
         return EpisodeFile(episode_file, data.labels)
-    return EpisodeSampler(data.labels, *settings, class_names=getattr(data, "class_names", None))
+    return EpisodeSampler(data.labels, *settings, class_names=getattr(data, "class_names", None), **options)
 
 
 def _save_episodes(sampler: EpisodeSampler | EpisodeFile, path: str) -> None:
@@ -245,6 +271,9 @@ def evaluate(
     save_episodes: str | None = None,
     sampler: EpisodeSampler | EpisodeFile | None = None,
     embeddings: torch.Tensor | None = None,
+    within_group: bool = False,
+    skip_small_groups: bool = False,
+    variable: bool = False,
 ) -> EvalResult:
     """Evaluate `learner` on N-way K-shot episodes of `data`: an `EvalResult` (mean accuracy,
     ``ci95 = 1.96 * std / sqrt(n)``, per-episode accuracies).
@@ -261,11 +290,19 @@ def evaluate(
         save_episodes: also write the episodes drawn to this file (see `EpisodeSampler.save`),
             so that another method or tool can be evaluated on exactly the same episodes.
         sampler: an `EpisodeSampler` or `EpisodeFile` over ``data.labels`` to use as is.
+        within_group: draw every episode's classes from one of ``data.class_groups``
+            (Omniglot: one alphabet); ``skip_small_groups`` leaves out groups with fewer than
+            ``ways`` classes instead of refusing them.
+        variable: variable-way, variable-shot episodes, ``ways`` and ``shots`` the most (see
+            `EpisodeSampler`); they are evaluated grouped by size.
     """
     device = resolve_device(device)
     items, cached = _evaluable_items(learner, data, use_cache)
     if sampler is None:
-        sampler = _new_sampler(data, episode_file, ways, shots, queries, episodes, seed, skip_small_classes)
+        options = episode_options(data, within_group, skip_small_groups, variable) if not episode_file else {}
+        sampler = _new_sampler(
+            data, episode_file, ways, shots, queries, episodes, seed, skip_small_classes, **options
+        )
     if save_episodes:
         _save_episodes(sampler, save_episodes)
     learner = learner.to(device).eval()
@@ -276,4 +313,4 @@ def evaluate(
     return _result(per_episode, sampler, time.perf_counter() - started)
 
 
-__all__ = ["EvalResult", "EpisodeIndices", "confidence_interval_95", "evaluate"]
+__all__ = ["EvalResult", "EpisodeIndices", "confidence_interval_95", "episode_options", "evaluate"]

@@ -31,6 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fewshot.episode_draws import (
+    draw_distinct,
+    draw_distinct_upto,
+    group_table,
+    small_class_message,
+    too_few_classes_message,
+)
 from fewshot.episode_files import EPISODE_FILE_VERSION, EpisodeFile, read_episode_settings, write_episode_file
 from fewshot.episodes import Episode, EpisodeIndices, EpisodeSource, as_label_array, labels_fingerprint
 from fewshot.errors import EpisodeError
@@ -51,55 +58,12 @@ def _check_settings(ways: int, shots: int, queries: int, episodes: int) -> None:
         raise EpisodeError("ways must be at least 2: a 1-way episode has nothing to classify")
 
 
-def _draw_distinct(rng: np.random.Generator, sizes: np.ndarray, k: int) -> np.ndarray:
-    """For each row ``r``, ``k`` distinct positions in ``[0, sizes[r])`` in random order.
-
-    Args:
-        sizes: ``(M,)`` population sizes, each at least ``k``.
-    Returns:
-        ``(M, k)`` int64 positions.
-    """
-    m = sizes.shape[0]
-    widest = int(sizes.max()) if m else 0
-    if widest <= 256:
-        # Random keys, padded slots pushed to the end: argsort gives uniform permutations.
-        keys = rng.random((m, widest))
-        keys[np.arange(widest)[None, :] >= sizes[:, None]] = 2.0
-        return np.argsort(keys, axis=1)[:, :k].astype(np.int64)
-    # Large populations: draw with replacement, redraw the few rows that collided.
-    positions = (rng.random((m, k)) * sizes[:, None]).astype(np.int64)
-    ordered = np.sort(positions, axis=1)
-    collided = np.nonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))[0]
-    for row in collided:
-        positions[row] = rng.choice(int(sizes[row]), size=k, replace=False)
-    return positions
-
-
-def _class_name(cid: int, class_names: Sequence[str] | None) -> str:
-    if class_names is not None and 0 <= cid < len(class_names):
-        return f"{class_names[cid]!r} (id {cid})"
-    return str(cid)
-
-
-def _small_class_message(
-    classes: np.ndarray, counts: np.ndarray, per_class: int, class_names: Sequence[str] | None
-) -> str:
-    worst = int(np.argmin(counts))
-    small = int((counts < per_class).sum())
-    return (
-        f"class {_class_name(int(classes[worst]), class_names)} has only {int(counts[worst])} items "
-        f"but shots + queries = {per_class} ({small} of {classes.size} classes are that small): "
-        "lower --shots/--queries, or skip such classes (--skip-small-classes)"
-    )
-
-
-def _too_few_classes_message(ways: int, kept: int, per_class: int, skipped: bool) -> str:
-    sized = f" with at least {per_class} items (shots + queries)" if skipped else ""
-    if kept < 2:  # no --ways value can help: an episode needs two classes
-        have = "no class" if kept == 0 else "only 1 class"
-        fix = "lower --shots/--queries or add classes" if skipped else "add classes (subfolders)"
-        return f"the data set has {have}{sized}: an episode needs at least 2; {fix}"
-    return f"ways={ways} but the data set has only {kept} classes{sized}: use --ways {kept} or fewer"
+def _min_ways(ways: int, min_ways: int | None) -> int:
+    """Variable episodes' fewest ways: ``min_ways``, else Meta-Dataset's 5 (at most ``ways``)."""
+    low = min(5, ways) if min_ways is None else min_ways
+    if not _is_whole(low) or not 2 <= low <= ways:
+        raise EpisodeError(f"min_ways must be a whole number from 2 to ways={ways}, got {low!r}")
+    return int(low)
 
 
 class EpisodeSampler(EpisodeSource):
@@ -107,14 +71,25 @@ class EpisodeSampler(EpisodeSource):
 
     Args:
         labels: ``(n_items,)`` integer class label of every item.
-        ways: classes per episode (N).
-        shots: support items per class (K).
+        ways: classes per episode (N; with ``variable``, the most).
+        shots: support items per class (K; with ``variable``, the most).
         queries: query items per class (Q).
         episodes: how many episodes one pass yields.
         seed: the seed; the same seed gives the same episodes everywhere.
         skip_small_classes: leave out classes with fewer than ``shots + queries`` items
             instead of raising an error.
         class_names: optional name of every class id, used only in error messages.
+        class_groups: optional group of every class id (`LabeledTensors.class_groups`):
+            every episode's classes then come from one group (Lake et al.'s within-alphabet
+            episodes), the group drawn uniformly among those with enough classes.
+        skip_small_groups: leave out groups with fewer than ``ways`` classes (``min_ways``
+            when ``variable``) instead of raising an error that names the smallest.
+        variable: variable-way, variable-shot episodes (simplified Meta-Dataset sampling):
+            each episode draws its ways uniformly from ``min_ways..ways`` (at most its group's
+            classes) and one shot count uniformly from ``1..shots`` for all its classes;
+            ``queries`` stays fixed. Blocks hold episodes padded to ``(ways, shots)`` with -1;
+            `iter_indices` and `gather` give each episode at its own size.
+        min_ways: fewest ways of a variable episode (default ``min(5, ways)``).
 
     Raises:
         EpisodeError: settings that cannot give a single episode, with a message that says
@@ -131,6 +106,10 @@ class EpisodeSampler(EpisodeSource):
         seed: int = 0,
         skip_small_classes: bool = False,
         class_names: Sequence[str] | None = None,
+        class_groups: Sequence[str] | None = None,
+        skip_small_groups: bool = False,
+        variable: bool = False,
+        min_ways: int | None = None,
     ) -> None:
         _check_settings(ways, shots, queries, episodes)
         self.labels = as_label_array(labels)
@@ -139,7 +118,14 @@ class EpisodeSampler(EpisodeSource):
         self.ways, self.shots, self.queries = int(ways), int(shots), int(queries)
         self.n_episodes = int(episodes)
         self.seed = int(seed)
+        self.variable = bool(variable)
+        self.min_ways = _min_ways(self.ways, min_ways) if self.variable else self.ways
         self.class_ids, self.class_sizes, self._members = self._class_table(skip_small_classes, class_names)
+        self.within_group = class_groups is not None
+        self._groups = None
+        if class_groups is not None:
+            need = f"ways={self.min_ways}" + (" (min_ways)" if self.variable else "")
+            self._groups = group_table(self.class_ids, class_groups, self.min_ways, skip_small_groups, need)
         self.fingerprint = labels_fingerprint(self.labels)
 
     def _class_table(
@@ -151,10 +137,10 @@ class EpisodeSampler(EpisodeSource):
         classes, inverse, counts = np.unique(self.labels, return_inverse=True, return_counts=True)
         small = counts < per_class
         if small.any() and not skip_small_classes:
-            raise EpisodeError(_small_class_message(classes, counts, per_class, class_names))
+            raise EpisodeError(small_class_message(classes, counts, per_class, class_names))
         kept = np.nonzero(~small)[0]
-        if kept.size < self.ways:
-            raise EpisodeError(_too_few_classes_message(self.ways, kept.size, per_class, small.any()))
+        if kept.size < self.min_ways:
+            raise EpisodeError(too_few_classes_message(self.min_ways, kept.size, per_class, small.any()))
         order = np.argsort(inverse, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts)])
         sizes = counts[kept].astype(np.int64)
@@ -166,16 +152,35 @@ class EpisodeSampler(EpisodeSource):
 
     # -- drawing indices ------------------------------------------------------------------
 
+    def _draw_rows(self, rng: np.random.Generator) -> np.ndarray:
+        """The class-table rows of a block's episodes ``(BLOCK, N)``, -1 past an episode's ways."""
+        if self._groups is None:
+            population = np.full(BLOCK, self.class_ids.size, dtype=np.int64)
+            rows = draw_distinct_upto(rng, population, self.ways)
+        else:
+            chosen = rng.integers(self._groups.sizes.size, size=BLOCK)
+            population = self._groups.sizes[chosen]
+            slots = draw_distinct_upto(rng, population, self.ways)
+            rows = np.where(slots >= 0, self._groups.members[chosen[:, None], np.maximum(slots, 0)], -1)
+        if self.variable:
+            ways = rng.integers(self.min_ways, np.minimum(self.ways, population) + 1)
+            rows[np.arange(self.ways)[None, :] >= ways[:, None]] = -1
+        return rows
+
     def _draw_block(self, block: int) -> tuple[np.ndarray, np.ndarray]:
-        """Episodes ``block*BLOCK .. (block+1)*BLOCK - 1``: items ``(B, N, K+Q)``, classes ``(B, N)``."""
+        """Episodes ``block*BLOCK .. (block+1)*BLOCK - 1``: items ``(B, N, K+Q)``, rows ``(B, N)``
+        (-1 in the padding of variable episodes)."""
         rng = np.random.default_rng([self.seed, block])
-        n_classes = self.class_ids.size
-        rows = _draw_distinct(rng, np.full(BLOCK, n_classes, dtype=np.int64), self.ways)
-        sizes = self.class_sizes[rows].reshape(-1)
-        positions = _draw_distinct(rng, sizes, self.shots + self.queries)
-        items = self._members[rows.reshape(-1, 1), positions].reshape(
-            BLOCK, self.ways, self.shots + self.queries
-        )
+        rows = self._draw_rows(rng)
+        shots = rng.integers(1, self.shots + 1, size=BLOCK) if self.variable else None
+        per_class = self.shots + self.queries
+        safe = np.maximum(rows, 0)
+        positions = draw_distinct(rng, self.class_sizes[safe].reshape(-1), per_class)
+        items = self._members[safe.reshape(-1, 1), positions].reshape(BLOCK, self.ways, per_class)
+        if shots is not None:
+            items[rows < 0] = -1
+            support = items[:, :, : self.shots]  # a view: masks the shots past each episode's own
+            support[np.broadcast_to(np.arange(self.shots) >= shots[:, None, None], support.shape)] = -1
         return items, rows
 
     def sample_indices(self, start: int = 0, count: int | None = None) -> EpisodeIndices:
@@ -183,7 +188,7 @@ class EpisodeSampler(EpisodeSource):
 
         Returns:
             `EpisodeIndices` with ``support`` ``(count, N, K)``, ``query`` ``(count, N, Q)``
-            and ``class_ids`` ``(count, N)``.
+            and ``class_ids`` ``(count, N)`` (variable episodes: padded with -1).
         """
         count = self.n_episodes - start if count is None else count
         first, last = start // BLOCK, (start + count - 1) // BLOCK
@@ -194,7 +199,7 @@ class EpisodeSampler(EpisodeSource):
         return EpisodeIndices(
             support=items_all[:, :, : self.shots],
             query=items_all[:, :, self.shots :],
-            class_ids=self.class_ids[rows_all],
+            class_ids=np.where(rows_all >= 0, self.class_ids[np.maximum(rows_all, 0)], -1),
         )
 
     def _index_blocks(self) -> Iterator[EpisodeIndices]:
@@ -212,6 +217,9 @@ class EpisodeSampler(EpisodeSource):
             "seed": self.seed,
             "fingerprint": self.fingerprint,
             "n_items": int(self.labels.size),
+            "within_group": self.within_group,
+            "variable": self.variable,
+            "min_ways": self.min_ways,
         }
         return write_episode_file(path, self.sample_indices(), meta)
 

@@ -26,6 +26,7 @@ import torch
 from fewshot.checkpoints import save_checkpoint
 from fewshot.data.tensors import LabeledTensors
 from fewshot.device import resolve_device
+from fewshot.episode_draws import episode_options
 from fewshot.errors import FewshotError
 from fewshot.faults import crash_point
 from fewshot.learners.base import FewShotLearner
@@ -120,6 +121,7 @@ class MetaTraining(RunTask):
         self.device = resolve_device(config.device)
         learner.to(self.device)
         torch.manual_seed(config.seed)
+        # config.extra["episodes"]: within_group, skip_small_groups, variable (`episode_options`)
         self.sampler = EpisodeSampler(
             train_data.labels,
             config.ways,
@@ -127,6 +129,7 @@ class MetaTraining(RunTask):
             config.queries,
             episodes=config.steps * config.meta_batch,
             seed=config.seed,
+            **episode_options(train_data, **config.extra.get("episodes", {})),
         )
         self.optimizer, self.schedule = _optimiser(learner, config)
         self.amp = MixedPrecision(self.device, config.mixed_precision)
