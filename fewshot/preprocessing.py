@@ -16,6 +16,7 @@ from fewshot.errors import CheckpointError
 
 RESIZES = ("torch", "pil", "crop")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+LATER_DEFAULTS = {"interpolation": "bilinear", "crop_pct": None, "normalize_in": "transform"}
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,15 @@ class Preprocessing:
         return "L" if self.channels == 1 else "RGB"
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields; those added later are left out at their defaults, so a record
+        that does not use them is the same as before they existed."""
         out = asdict(self)
         for key in ("mean", "std"):
             if out[key] is not None:
                 out[key] = list(out[key])
+        for key, default in LATER_DEFAULTS.items():
+            if out[key] == default:
+                del out[key]
         return out
 
     @classmethod

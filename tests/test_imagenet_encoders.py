@@ -187,3 +187,8 @@ def test_old_preprocessing_records_still_read():
     prep = Preprocessing.from_dict(old)
     assert (prep.interpolation, prep.crop_pct, prep.normalize_in) == ("bilinear", None, "transform")
     assert Preprocessing.from_dict(prep.to_dict()) == prep
+
+
+def test_records_without_the_new_fields_are_written_as_before():
+    old = {"image_size": 28, "channels": 1, "invert": True, "mean": None, "std": None, "resize": "torch"}
+    assert Preprocessing.from_dict(old).to_dict() == old

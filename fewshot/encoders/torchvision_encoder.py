@@ -72,10 +72,14 @@ def torchvision_preprocessing(weights: Any, image_size: int | None) -> Preproces
     )
 
 
-def _state_of(model: str, weights: Any, pretrained: str) -> tuple[dict, str]:
+def _state_of(model: str, weights: Any) -> tuple[dict, str]:
     """The named weights' state dict from the torch hub cache or a download."""
     import torch.hub
 
+    if weights is None:
+        raise WeightsUnavailableError(
+            f"torchvision {model} has no pretrained weights: pass --pretrained FILE or --pretrained none"
+        )
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
     if cached.is_file():
         return load_weights_file(cached), f"torchvision {weights} ({cached})"
@@ -140,7 +144,7 @@ class TorchvisionEncoder(ImageNetEncoder):
         if wants_weights(pretrained):
             path = weights_file(pretrained)
             state, self.pretrained = (
-                (load_weights_file(path), str(path)) if path else _state_of(model, weights, pretrained)
+                (load_weights_file(path), str(path)) if path else _state_of(model, weights)
             )
             load_into(network, state, f"--pretrained {pretrained}")
         head, _ = _drop_last_linear(network)
