@@ -24,6 +24,15 @@ Checkpoint = Annotated[
     Path | None,
     typer.Option("--checkpoint", "-c", help="Trained model (default: the shipped Omniglot ProtoNet)."),
 ]
+Encoder = Annotated[
+    str | None,
+    typer.Option(
+        "--encoder",
+        "-e",
+        help="An ImageNet-pretrained encoder (efficientnet-lite0, timm:resnet50, ...): label the images "
+        "with its 1,000 ImageNet classes, no support folder.",
+    ),
+]
 Method = Annotated[
     str | None, typer.Option("--method", "-m", help="Frozen-encoder learner to wrap the encoder in.")
 ]
@@ -48,6 +57,7 @@ def predict_command(
     query: Query,
     support: Support = None,
     checkpoint: Checkpoint = None,
+    encoder: Encoder = None,
     method: Method = None,
     metric: Metric = None,
     out: Out = None,
