@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from fewshot_cli.common import Command, DataDir, Device, Progress, Seed, Split, Ways
+from fewshot_cli.episode_options import Rotations, SkipSmallGroups, VariableEpisodes, WithinGroup
 
 
 def _int_list(text: str | None, what: str) -> list[int] | None:
@@ -96,6 +97,10 @@ def compare_command(
     seed: Seed = 0,
     device: Device = "auto",
     data_dir: DataDir = None,
+    rotations: Rotations = None,
+    within_group: WithinGroup = False,
+    skip_small_groups: SkipSmallGroups = False,
+    variable_episodes: VariableEpisodes = False,
     progress: Progress = None,
 ) -> None:
     """Compare few-shot methods on the same episodes at several shots: table (+ PNG plot with 95% CIs)."""

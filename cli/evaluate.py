@@ -22,6 +22,7 @@ from fewshot_cli.common import (
     encoder_names,
     method_names,
 )
+from fewshot_cli.episode_options import Rotations, SkipSmallGroups, VariableEpisodes, WithinGroup
 
 # Default None (filled in from fewshot.workflows.evaluate.DEFAULTS): an episode file imposes
 # its own settings, and only an option given on the command line can contradict it.
@@ -98,6 +99,10 @@ def eval_command(
     device: Device = "auto",
     data_dir: DataDir = None,
     image_size: ImageSize = None,
+    rotations: Rotations = None,
+    within_group: WithinGroup = False,
+    skip_small_groups: SkipSmallGroups = False,
+    variable_episodes: VariableEpisodes = False,
     as_json: TableOrJson = False,
     progress: Progress = None,
 ) -> None:
@@ -128,6 +133,8 @@ def _report(r, outcome) -> dict:
         "dataset": r.dataset,
         "split": outcome.split,
         "subset": r.subset,
+        "within_group": result.within_group,
+        "variable_episodes": result.variable,
         "seed": None if r.episode_file else r.seed,
         "episode_file": str(r.episode_file) if r.episode_file else None,
         "seconds": result.seconds,
@@ -144,12 +151,21 @@ def _table(r, outcome) -> str:
         ("method", f"{meta['learner']} ({meta.get('encoder')}{', ' + metric if metric else ''})"),
         ("model", model_source(meta, r.checkpoint)),
         ("data", f"{r.dataset} {outcome.split or ''} {r.subset}".replace("  ", " ")),
-        ("task", f"{result.ways}-way {result.shots}-shot, {result.queries} queries per class"),
+        ("task", task_line(result)),
         ("episodes", f"{result.n_episodes}{drawn}"),
         ("accuracy", f"{100 * result.mean:.2f}% +- {100 * result.ci95:.2f}% (95% CI)"),
         ("time", f"{result.seconds:.2f} s ({episode_rate(result.n_episodes, result.seconds)} episodes/s)"),
     ]
     return "\n".join(f"{name:<9} {value}" for name, value in rows)
+
+
+def task_line(result) -> str:
+    """``5-way 1-shot, 15 queries per class``, saying when episodes vary or stay in one group."""
+    task = f"{result.ways}-way {result.shots}-shot"
+    if result.variable:
+        task = f"variable, up to {task}"
+    group = ", classes from one group" if result.within_group else ""
+    return f"{task}, {result.queries} queries per class{group}"
 
 
 def episode_settings(episode_file: Path | None, **given: int | None) -> dict[str, int]:

@@ -21,6 +21,7 @@ from fewshot_cli.common import (
     encoder_names,
     method_names,
 )
+from fewshot_cli.episode_options import Rotations, SkipSmallGroups, VariableEpisodes, WithinGroup
 
 
 def positive(value: float | None) -> float | None:
@@ -141,6 +142,10 @@ def train_command(
     device: Device = "auto",
     data_dir: DataDir = None,
     image_size: ImageSize = None,
+    rotations: Rotations = None,
+    within_group: WithinGroup = False,
+    skip_small_groups: SkipSmallGroups = False,
+    variable_episodes: VariableEpisodes = False,
     progress: Progress = None,
     as_json: AsJson = False,
 ) -> None:

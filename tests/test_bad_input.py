@@ -226,6 +226,29 @@ TRAIN_CASES: list[tuple] = [
         2,
         "Fashion-MNIST not found",
     ),
+    (
+        "train-rotations-folder",
+        ["train", "--dataset", "{ws}/imgs", "--rotations"],
+        2,
+        "applies to omniglot only",
+    ),
+    (
+        "train-within-group-flat-folder",
+        [
+            "train",
+            "--dataset",
+            "{ws}/imgs",
+            "--split",
+            "0.67,0,0.33",
+            "--ways",
+            "2",
+            "--queries",
+            "1",
+            "--within-group",
+        ],
+        2,
+        "--within-group: this data set has no class groups",
+    ),
 ]
 IMGS = ["--dataset", "{ws}/imgs", "--subset", "all"]
 EVAL_CASES: list[tuple] = [
@@ -308,6 +331,41 @@ EVAL_CASES: list[tuple] = [
         ["compare", "--dataset", "digits", "--split", "0.9,0.1,0"],
         2,
         "the test part of split 0.9,0.1,0 has no class",
+    ),
+    (
+        "eval-rotations-folder",
+        ["eval", *IMGS, "--rotations"],
+        2,
+        "--rotations/--no-rotations applies to omniglot",
+    ),
+    (
+        "eval-split-bad-rotations-suffix",
+        ["eval", "--split", "lake+rot"],
+        2,
+        "unknown Omniglot split 'lake+rot'",
+    ),
+    (
+        "eval-within-group-flat-folder",
+        ["eval", *IMGS, "--ways", "2", "--queries", "1", "--within-group"],
+        2,
+        "this data set has no class groups (omniglot's are its alphabets",
+    ),
+    (
+        "compare-within-group-flat-folder",
+        [
+            "compare",
+            "--dataset",
+            "{ws}/imgs",
+            "--within-group",
+            "--shots",
+            "1",
+            "--ways",
+            "2",
+            "--queries",
+            "1",
+        ],
+        2,
+        "--within-group: this data set has no class groups",
     ),
 ]
 

@@ -64,15 +64,19 @@ def episode_files_for(
     seed: int,
     folder: Path,
     given: list[Path] | None = None,
+    options: dict | None = None,
 ) -> dict[int, Path]:
-    """One episode file per number of shots: the given files (keyed by their shots), else new ones."""
+    """One episode file per number of shots: the given files (keyed by their shots), else new ones
+    (``options``: more `EpisodeSampler` arguments, such as ``class_groups`` or ``variable``)."""
     files: dict[int, Path] = {}
     for path in given or []:
         episode_file = EpisodeFile(path, labels)  # checks the file belongs to these data
         files[int(episode_file.shots)] = Path(path)
     for k in shots:
         if k not in files:
-            sampler = EpisodeSampler(labels, ways, k, queries, episodes=episodes, seed=seed)
+            sampler = EpisodeSampler(
+                labels, ways, k, queries, episodes=episodes, seed=seed, **(options or {})
+            )
             files[k] = sampler.save(folder / f"episodes-{ways}way-{k}shot-seed{seed}.npz")
     return {k: files[k] for k in sorted(files)}
 

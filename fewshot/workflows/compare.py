@@ -31,6 +31,10 @@ class CompareRequest:
     device: str = "auto"
     data_dir: Path | None = None
     progress: bool | None = None
+    within_group: bool = False  # every episode's classes from one group (Omniglot: alphabet)
+    skip_small_groups: bool = False
+    variable_episodes: bool = False  # ways and each column's shots are then the most
+    rotations: bool | None = None  # None: the split's default
 
 
 def comparable(cls: type) -> bool:
@@ -80,6 +84,9 @@ def check_request(r: CompareRequest) -> None:
         )
     if r.methods is not None:
         check_methods(r.methods)
+    from fewshot.workflows.episodes import rotated_split
+
+    rotated_split(r.dataset, r.split, r.rotations)  # refuses --rotations on a data set without
 
 
 def run_compare(request: CompareRequest) -> tuple[list[Any], str]:
@@ -96,10 +103,11 @@ def run_compare(request: CompareRequest) -> tuple[list[Any], str]:
     check_methods(names)
     shots = r.shots or [1, 2, 4, 8, 16]
     queries = r.queries or default_queries(data.labels, shots)
+    options = _episode_options(r, data, shots, queries)
     learners = _learners(names, source, r.seed)
     with _episode_folder(r.save_episodes) as folder:
         files = episode_files_for(
-            data.labels, shots, r.ways, queries, r.episodes, r.seed, folder, r.episode_file
+            data.labels, shots, r.ways, queries, r.episodes, r.seed, folder, r.episode_file, options
         )
         rows = compare_methods(learners, data, files, device, progress=r.progress)
     where = r.dataset if named(r.dataset) else Path(r.dataset).name
@@ -107,6 +115,18 @@ def run_compare(request: CompareRequest) -> tuple[list[Any], str]:
     if r.plot is not None:
         plot_rows(rows, r.plot, title)
     return rows, title
+
+
+def _episode_options(r: CompareRequest, data, shots: list[int], queries: int) -> dict[str, Any]:
+    """The sampler options of ``--within-group`` / ``--variable-episodes``, checked on `data`
+    at the largest shots before any embedding."""
+    from fewshot.episode_draws import episode_options
+    from fewshot.workflows.episodes import check_episodes
+
+    chosen = {"within_group": r.within_group, "skip_small_groups": r.skip_small_groups}
+    if r.episode_file:  # given files impose their own settings; new draws check when made
+        return episode_options(data, variable=r.variable_episodes, **chosen)
+    return check_episodes(data, r.ways, max(shots), queries, r.seed, variable=r.variable_episodes, **chosen)
 
 
 def named(dataset: str) -> bool:
@@ -118,14 +138,16 @@ def named(dataset: str) -> bool:
 def _source_and_data(r: CompareRequest, device):
     from fewshot.build import build_encoder, embedding_source, load_for_encoder
     from fewshot.data.loading import default_subset, is_embedding_file
+    from fewshot.workflows.episodes import rotated_split
 
     subset = r.subset or default_subset(r.dataset)
+    split = rotated_split(r.dataset, r.split, r.rotations)
     if r.encoder in (None, "identity") and is_embedding_file(r.dataset):
-        source, data = embedding_source(r.dataset, subset, r.split, r.seed)
+        source, data = embedding_source(r.dataset, subset, split, r.seed)
         return source, data, subset
     options = {"model": r.clip_model, "pretrained": r.pretrained}
     source = build_encoder(r.encoder, device, options, seed=r.seed)
-    return source, load_for_encoder(source, r.dataset, subset, r.split, r.data_dir, r.seed), subset
+    return source, load_for_encoder(source, r.dataset, subset, split, r.data_dir, r.seed), subset
 
 
 def _learners(names: list[str], source, seed: int) -> dict[str, Any]:

@@ -40,6 +40,10 @@ class EvalRequest:
     data_dir: Path | None = None
     image_size: int | None = None
     progress: bool | None = None
+    within_group: bool = False  # every episode's classes from one group (Omniglot: alphabet)
+    skip_small_groups: bool = False
+    variable_episodes: bool = False  # ways and shots are then the most
+    rotations: bool | None = None  # None: the split's default
 
 
 @dataclass
@@ -72,6 +76,24 @@ def episode_settings(episode_file: Path | None, **given: int | None) -> dict[str
     return {k: imposed[k] for k in given}
 
 
+def check_file_flags(episode_file: Path | None, within_group: bool, variable: bool) -> None:
+    """Refuse ``--within-group`` / ``--variable-episodes`` with an episode file drawn otherwise
+    (a file replays its own episodes, drawn as it records)."""
+    if episode_file is None:
+        return
+    from fewshot.sampling import read_episode_settings
+
+    imposed = read_episode_settings(episode_file)
+    for flag, given, key in (
+        ("--within-group", within_group, "within_group"),
+        ("--variable-episodes", variable, "variable"),
+    ):
+        if given and not imposed[key]:
+            raise FewshotError(
+                f"{flag} contradicts {episode_file}, whose episodes were not drawn so: leave it out"
+            )
+
+
 def run_eval(request: EvalRequest) -> EvalOutcome:
     """Build the model, load the data as the model expects and evaluate on episodes."""
     from fewshot.device import resolve_device
@@ -81,6 +103,7 @@ def run_eval(request: EvalRequest) -> EvalOutcome:
     task = episode_settings(
         r.episode_file, ways=r.ways, shots=r.shots, queries=r.queries, episodes=r.episodes
     )
+    check_file_flags(r.episode_file, r.within_group, r.variable_episodes)
     device = resolve_device(r.device)
     learner, meta, data, split = model_and_data(r, device)
     result = evaluate(
@@ -93,6 +116,9 @@ def run_eval(request: EvalRequest) -> EvalOutcome:
         progress=r.progress,
         skip_small_classes=r.skip_small_classes,
         save_episodes=str(r.save_episodes) if r.save_episodes else None,
+        within_group=r.within_group and not r.episode_file,
+        skip_small_groups=r.skip_small_groups,
+        variable=r.variable_episodes and not r.episode_file,
     )
     return EvalOutcome(result, meta, learner, split)
 
@@ -113,6 +139,7 @@ def model_and_data(r: EvalRequest, device) -> tuple[Any, dict, Any, str | None]:
     )
     from fewshot.data.catalog import named_dataset
     from fewshot.data.loading import is_embedding_file
+    from fewshot.workflows.episodes import rotated_split
 
     encoder = r.encoder
     if encoder is None and r.checkpoint is None and is_embedding_file(r.dataset):
@@ -122,7 +149,9 @@ def model_and_data(r: EvalRequest, device) -> tuple[Any, dict, Any, str | None]:
     learner_options = {"metric": r.metric}
     build = dict(encoder_options=options, learner_options=learner_options, device=device, seed=r.seed)
     split = r.split
+    rotated_split(r.dataset, split, r.rotations)  # refuses --rotations before any work
     if r.checkpoint is None and encoder is not None and sized_by_data(encoder):
+        split = rotated_split(r.dataset, split, r.rotations)
         check_learner_options(r.method or "protonet", learner_options)  # before loading the data
         data = load_data(r.dataset, r.subset, split, r.data_dir, r.image_size, r.seed)
         learner, meta = build_model(r.method, None, encoder, data_shape=tuple(data.data.shape), **build)
@@ -135,7 +164,10 @@ def model_and_data(r: EvalRequest, device) -> tuple[Any, dict, Any, str | None]:
         trained_on = meta.get("dataset") or {}
         image_size = r.image_size or trained_on.get("image_size")
         if split is None and named is not None and trained_on.get("dataset") == r.dataset:
-            split = trained_on.get("split")
+            # the protocol trained on, with the split's own rotations default (Lake's trains
+            # with rotations, tests without) unless --rotations says otherwise
+            split = _base_split(named, trained_on.get("split"))
+        split = rotated_split(r.dataset, split, r.rotations)
         transform = data_transform(meta, learner)
         data = load_data(r.dataset, r.subset, split, r.data_dir, image_size, r.seed, transform=transform)
     if split is None and named is not None:
@@ -144,3 +176,10 @@ def model_and_data(r: EvalRequest, device) -> tuple[Any, dict, Any, str | None]:
 
     meta.update(weights_provenance(learner.encoder))  # source and licence of pretrained weights
     return learner, meta, data, split
+
+
+def _base_split(named, split: str | None) -> str | None:
+    """A trained-on split without its rotations suffix (data sets that have rotations)."""
+    if split is None or not hasattr(named, "with_rotations"):
+        return split
+    return named.with_rotations(split, None)

@@ -43,6 +43,18 @@ class TrainRequest:
     data_dir: Path | None = None
     image_size: int | None = None
     progress: bool | None = None
+    within_group: bool = False  # every episode's classes from one group (Omniglot: alphabet)
+    skip_small_groups: bool = False
+    variable_episodes: bool = False  # ways and shots are then the most
+    rotations: bool | None = None  # None: the split's default
+
+    def episode_options(self) -> dict[str, bool]:
+        """How the training episodes are drawn (`fewshot.episode_draws.episode_options`)."""
+        return {
+            "within_group": self.within_group,
+            "skip_small_groups": self.skip_small_groups,
+            "variable": self.variable_episodes,
+        }
 
     def learner_options(self) -> dict[str, Any]:
         """The learner hyperparameters the user set (flags only when given)."""
@@ -82,6 +94,7 @@ def meta_train(request: TrainRequest):
     from fewshot.encoders import ENCODERS
     from fewshot.runs import check_output_file
     from fewshot.training import train
+    from fewshot.workflows.episodes import check_episodes, rotated_split
 
     r = request
     ENCODERS.get(r.encoder)
@@ -89,10 +102,17 @@ def meta_train(request: TrainRequest):
     cls = check_trainable(r.method)
     ways = r.ways or cls.default_train_ways
     check_output_file(r.out, "--out")
-    train_data, val_data = load_train_val(r.dataset, r.split, r.trainval, r.data_dir, r.image_size, r.seed)
+    split = rotated_split(r.dataset, r.split, r.rotations)
+    train_data, val_data = load_train_val(r.dataset, split, r.trainval, r.data_dir, r.image_size, r.seed)
+    check_episodes(train_data, ways, r.shots, r.queries, r.seed, **r.episode_options())
     torch.manual_seed(r.seed)  # one stream for every initial weight, encoder first
     source = build_encoder(r.encoder, "cpu", data_shape=tuple(train_data.data.shape), seed=None)
     learner = build_learner(r.method, source.encoder, options, context={"ways": ways}, seed=None)
+    if r.variable_episodes and learner.get_params().get("ways"):
+        raise FewshotError(
+            f"--variable-episodes: {r.method} has a fixed {learner.get_params()['ways']}-way head; "
+            "train it on fixed-way episodes (drop --variable-episodes)"
+        )
     config = _config(r, learner, ways, val_data)
     meta = learner_metadata(r.method, r.encoder, learner)
     result = train(
@@ -129,4 +149,13 @@ def _config(r: TrainRequest, learner, ways: int, val_data):
         device=r.device,
         mixed_precision=r.mixed_precision,
         val_ways=min(5, head_ways, n_val_classes),
+        extra=_episode_extra(r),
     )
+
+
+def _episode_extra(r: TrainRequest) -> dict:
+    """`TrainConfig.extra` for the episode options set (none: {}, as before they existed), so
+    that a run's settings (and resuming) include them. Validation episodes are never drawn
+    within groups: held-out classes leave too few per group."""
+    chosen = {k: v for k, v in r.episode_options().items() if v}
+    return {"episodes": chosen} if chosen else {}
