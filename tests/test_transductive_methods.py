@@ -140,6 +140,10 @@ def test_pt_map_plan_has_unit_rows_and_balanced_columns():
     transformed = power_transform(torch.tensor([[4.0, 0.0, -1.0]]), 0.5)
     torch.testing.assert_close(transformed.norm(dim=-1), torch.ones(1))
     assert transformed[0, 0] > 0.99 and transformed[0, 2] == transformed[0, 1]  # negatives clipped
+    raw = power_transform(torch.tensor([[4.0, 0.0]]), 0.5, normalize=False)
+    torch.testing.assert_close(raw, torch.tensor([[2.0, 1e-3]]), atol=1e-6, rtol=1e-5)
+    support, query = clusters(4, shift=2.0, seed=1)
+    assert accuracy("pt-map", support, query, normalize=False) > accuracy("protonet", support, query)
 
 
 def test_laplacianshot_affinity_and_its_limit_without_the_laplacian():

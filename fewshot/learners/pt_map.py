@@ -24,9 +24,10 @@ from fewshot.learners import LEARNERS
 from fewshot.learners.transductive import TransductiveLearner, squared_distances, weighted_means
 
 
-def power_transform(features: torch.Tensor, beta: float) -> torch.Tensor:
+def power_transform(features: torch.Tensor, beta: float, normalize: bool = True) -> torch.Tensor:
     """``(v + 1e-6)^beta``, L2-normalised, on ``(..., d)`` features (negative values clipped)."""
-    return F.normalize((features.clamp(min=0) + 1e-6).pow(beta), dim=-1)
+    powered = (features.clamp(min=0) + 1e-6).pow(beta)
+    return F.normalize(powered, dim=-1) if normalize else powered
 
 
 def sinkhorn(
@@ -61,10 +62,19 @@ class PTMAP(TransductiveLearner):
         lam: ``lambda``, the sharpness of the transport plan (10).
         alpha: the step of each centre towards its new estimate (0.2).
         epochs: rounds of assignment and centre update (20).
+        normalize: L2-normalise after the power (the paper's PT); False keeps the powered
+            features as they are (easyfsl's PT-MAP), which suits embeddings whose unit-norm
+            versions lie close together (``lambda`` then acts on larger distances).
     """
 
     def __init__(
-        self, encoder: Encoder, beta: float = 0.5, lam: float = 10.0, alpha: float = 0.2, epochs: int = 20
+        self,
+        encoder: Encoder,
+        beta: float = 0.5,
+        lam: float = 10.0,
+        alpha: float = 0.2,
+        epochs: int = 20,
+        normalize: bool = True,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -72,9 +82,11 @@ class PTMAP(TransductiveLearner):
         self.lam = lam
         self.alpha = alpha
         self.epochs = epochs
+        self.normalize = normalize
 
     def transduce(self, support: torch.Tensor, onehot: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        support, query = power_transform(support, self.beta), power_transform(query, self.beta)
+        support = power_transform(support, self.beta, self.normalize)
+        query = power_transform(query, self.beta, self.normalize)
         centres = weighted_means(onehot, support)  # (B, N, d)
         features = torch.cat([support, query], 1)
         for _ in range(self.epochs):
