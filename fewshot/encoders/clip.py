@@ -251,6 +251,17 @@ class ClipEncoder(Encoder):
 
     reads_images = True  # its own preprocess: PIL images, not preprocessed tensors
 
+    @classmethod
+    def model_card(cls) -> dict:
+        """What `fewshot models` says of CLIP: the weights depend on the ``--pretrained`` tag."""
+        return {
+            "summary": "An open_clip model as an encoder of images and texts.",
+            "source": "open_clip (github.com/mlfoundations/open_clip); micro-clip: this project",
+            "training_data": "per tag (e.g. LAION-2B for laion2b_s34b_b79k, OpenAI's WIT for openai); "
+            "micro-clip: synthetic shapes (fewshot.tools.shapes)",
+            "licence": "open_clip code MIT; weights per tag (see the tag's model card); micro-clip: MIT",
+        }
+
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
