@@ -137,3 +137,14 @@ def test_named_data_sets_come_from_the_catalog(monkeypatch):
     assert loading.default_subset("toy") == "test" and loading.default_subset("/some/folder") == "all"
     with pytest.raises(FewshotError, match="a transform applies to image folders only; toy is preprocessed"):
         loading.load_dataset("toy", "train", transform=lambda image: image)
+
+
+def test_compare_leaves_out_untrained_heads_unless_the_checkpoint_trained_one():
+    from fewshot.learners import LEARNERS
+    from fewshot.workflows.compare import default_methods
+
+    with_heads = [n for n in LEARNERS.names() if LEARNERS.get(n).trained_head]
+    assert "relation" in with_heads and "feat" in with_heads
+    plain = default_methods(has_text=False)
+    assert not set(with_heads) & set(plain) and "protonet" in plain
+    assert "feat" in default_methods(has_text=False, trained="feat")

@@ -111,6 +111,10 @@ class FewShotLearner(nn.Module):
     meta_trainable: bool = False
     #: Classes per training episode when `fewshot train` is not given ``--ways``.
     default_train_ways: int = 60
+    #: Has weights of its own that only meta-training sets (a relation module, an attention
+    #: block): untrained they score near chance, so `fewshot compare` leaves it out of its
+    #: default methods unless the checkpoint given was trained as this learner.
+    trained_head: bool = False
     #: Where `fewshot compare` lists this learner among its default methods (lower first).
     compare_rank: int = 100
     #: How this learner is fitted, for the not-fitted message.

@@ -81,6 +81,8 @@ class FEAT(FewShotLearner):
     Shapes: ``fit(support_x (n, ...), support_y (n,))``; ``logits(query_x (M, ...))`` -> ``(M, N)``.
     """
 
+    trained_head = True
+
     kind = EMBEDDING
     meta_trainable = True
     default_train_ways = 5

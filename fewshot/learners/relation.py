@@ -72,6 +72,8 @@ class RelationNet(FewShotLearner):
     (relation scores are their sigmoid).
     """
 
+    trained_head = True
+
     kind = EMBEDDING
     meta_trainable = True
     default_train_ways = 5

@@ -44,13 +44,15 @@ def comparable(cls: type) -> bool:
     return cls.kind == EMBEDDING and not cls.fixed_classes
 
 
-def default_methods(has_text: bool) -> list[str]:
-    """Every comparable learner (those that need class names only with a text encoder), in
-    the order their classes declare (``compare_rank``), then by name."""
+def default_methods(has_text: bool, trained: str | None = None) -> list[str]:
+    """Every comparable learner (those that need class names only with a text encoder; those
+    with a ``trained_head`` only when ``trained``, the checkpoint's learner, is one), in the
+    order their classes declare (``compare_rank``), then by name."""
     from fewshot.learners import LEARNERS
 
     chosen = [n for n in LEARNERS.names() if comparable(LEARNERS.get(n))]
     chosen = [n for n in chosen if has_text or not LEARNERS.get(n).uses_class_names]
+    chosen = [n for n in chosen if n == trained or not LEARNERS.get(n).trained_head]
     return sorted(chosen, key=lambda n: (LEARNERS.get(n).compare_rank, n))
 
 
@@ -99,7 +101,8 @@ def run_compare(request: CompareRequest) -> tuple[list[Any], str]:
     check_request(r)
     device = resolve_device(r.device)
     source, data, subset = _source_and_data(r, device)
-    names = r.methods or default_methods(hasattr(source.encoder, "encode_text"))
+    own = source.meta.get("learner") if source.learner is not None else None
+    names = r.methods or default_methods(hasattr(source.encoder, "encode_text"), own)
     check_methods(names)
     shots = r.shots or [1, 2, 4, 8, 16]
     queries = r.queries or default_queries(data.labels, shots)
