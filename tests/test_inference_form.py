@@ -102,3 +102,12 @@ def test_encode_batched_progress_bar_counts_images(capsys):
     assert "embed" in err and "/40" in err  # a bar over the 40 images
     encoder.encode_batched(torch.rand(40, 1, 28, 28), batch_size=16)
     assert capsys.readouterr().err == ""
+
+
+def test_cpu_batch_has_a_floor_for_large_inputs():
+    from fewshot.encoders.inference import MIN_CPU_BATCH, cpu_batch_size
+
+    big = nn.Conv2d(3, 64, 3, padding=1)  # (1, 64, 224, 224) float32 = 12.8 MB: the probe says 1
+    sample = torch.rand(1, 3, 224, 224)
+    assert probe_batch_size(big, sample) == 1 and cpu_batch_size(big, sample) == MIN_CPU_BATCH
+    assert cpu_batch_size(nn.Identity(), torch.rand(1, 3)) == MAX_BATCH

@@ -54,12 +54,13 @@ class Encoder(nn.Module):
         Runs `inference_form` of the encoder (BatchNorm folded into convolutions, activations
         after max-pooling) in channels-last layout. `batch_size` defaults to 512 on GPUs and,
         on CPU, to the largest power of two whose biggest intermediate tensor stays near
-        8 MiB (`probe_batch_size`): bigger batches are slower there. The encoder is left as
-        it was found (training flag and memory layout). `progress` shows a bar over the items.
+        8 MiB (`probe_batch_size`; at least 32, `cpu_batch_size`): bigger batches are slower
+        there. The encoder is left as it was found (training flag and memory layout).
+        `progress` shows a bar over the items.
         """
         from tqdm.auto import tqdm
 
-        from fewshot.encoders.inference import MAX_BATCH, inference_form, probe_batch_size
+        from fewshot.encoders.inference import MAX_BATCH, cpu_batch_size, inference_form
         from fewshot.progress import show_progress
 
         x = self._check(x)  # once, not per batch
@@ -77,7 +78,7 @@ class Encoder(nn.Module):
             if batch_size is None:
                 on_cpu = device.type == "cpu"
                 sample = x[:1].to(device).contiguous(memory_format=layout)
-                batch_size = probe_batch_size(model, sample) if on_cpu else MAX_BATCH
+                batch_size = cpu_batch_size(model, sample) if on_cpu else MAX_BATCH
             chunks = []
             with tqdm(
                 total=x.shape[0], desc="embed", unit="img", disable=not show_progress(progress), leave=False
