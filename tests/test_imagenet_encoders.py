@@ -192,3 +192,14 @@ def test_old_preprocessing_records_still_read():
 def test_records_without_the_new_fields_are_written_as_before():
     old = {"image_size": 28, "channels": 1, "invert": True, "mean": None, "std": None, "resize": "torch"}
     assert Preprocessing.from_dict(old).to_dict() == old
+
+
+def test_fine_tuning_blocks_of_an_imagenet_encoder_are_its_stages():
+    from fewshot.build import build_encoder
+    from fewshot.transfer.strategies import encoder_blocks
+
+    encoder = build_encoder("timm:resnet18", options={"pretrained": "none"}).encoder
+    blocks = encoder_blocks(encoder)
+    network = encoder.network
+    stages = [network.layer1, network.layer2, network.layer3, network.layer4]
+    assert blocks == [network.conv1, network.bn1, *stages]

@@ -29,6 +29,8 @@ from fewshot.preprocessing import Preprocessing
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 NO_WEIGHTS = (None, "none", "random")
 
+STAGE_CONTAINERS = ("blocks", "stages", "features", "layers")
+
 
 class WeightsUnavailableError(ModelUnavailableError):
     """Pretrained weights are neither in a local file nor in a cache, and cannot be downloaded."""
@@ -200,6 +202,19 @@ class ImageNetEncoder(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.input(x)
         return self.network(h) if self.layer is None else layer_output(self.network, self.layer, h)
+
+    def block_modules(self) -> list[nn.Module]:
+        """The network's blocks, input side first, for the fine-tuning strategies: its top-level
+        modules with weights, the stage containers (timm ``blocks``/``stages``, torchvision
+        ``features``, ``layers``) opened into their stages, so ``--freeze N`` counts stages."""
+        blocks: list[nn.Module] = []
+        for name, child in self.network.named_children():
+            if next(child.parameters(), None) is None:
+                continue
+            stages = name in STAGE_CONTAINERS and isinstance(child, (nn.Sequential, nn.ModuleList))
+            parts = list(child) if stages and len(child) >= 2 else [child]
+            blocks.extend(part for part in parts if next(part.parameters(), None) is not None)
+        return blocks
 
     @property
     def preprocess(self):
