@@ -168,19 +168,6 @@ def task_line(result) -> str:
     return f"{task}, {result.queries} queries per class{group}"
 
 
-def episode_settings(episode_file: Path | None, **given: int | None) -> dict[str, int]:
-    """`fewshot.workflows.evaluate.episode_settings` (kept here for its callers)."""
-    from fewshot.workflows.evaluate import episode_settings as settings
-
-    return settings(episode_file, **given)
-
-
-def is_embedding_file(dataset: str) -> bool:
-    from fewshot.data.loading import is_embedding_file as embedding_file
-
-    return embedding_file(dataset)
-
-
 def model_source(meta: dict, checkpoint: Path | None) -> str:
     """The table's "model" line: which weights were evaluated."""
     if meta.get("from_checkpoint"):

@@ -57,9 +57,15 @@ class EvalOutcome:
     extra: dict = field(default_factory=dict)
 
 
-def episode_settings(episode_file: Path | None, **given: int | None) -> dict[str, int]:
+def episode_settings(
+    episode_file: Path | None,
+    within_group: bool = False,
+    variable: bool = False,
+    **given: int | None,
+) -> dict[str, int]:
     """ways/shots/queries/episodes: the defaults, or with an episode file its own settings, after
-    checking that no option given contradicts them (one line naming the options)."""
+    checking that no option given contradicts them (one line naming the options); the file is
+    read once, for both checks."""
     if episode_file is None:
         return {k: DEFAULTS[k] if v is None else v for k, v in given.items()}
     from fewshot.sampling import read_episode_settings
@@ -73,17 +79,13 @@ def episode_settings(episode_file: Path | None, **given: int | None) -> dict[str
             f"{imposed['ways']}-way {imposed['shots']}-shot episodes with {imposed['queries']} "
             "queries per class: leave the option out or draw new episodes (without --episode-file)"
         )
+    check_file_flags(episode_file, imposed, within_group, variable)
     return {k: imposed[k] for k in given}
 
 
-def check_file_flags(episode_file: Path | None, within_group: bool, variable: bool) -> None:
+def check_file_flags(episode_file: Path, imposed: dict, within_group: bool, variable: bool) -> None:
     """Refuse ``--within-group`` / ``--variable-episodes`` with an episode file drawn otherwise
     (a file replays its own episodes, drawn as it records)."""
-    if episode_file is None:
-        return
-    from fewshot.sampling import read_episode_settings
-
-    imposed = read_episode_settings(episode_file)
     for flag, given, key in (
         ("--within-group", within_group, "within_group"),
         ("--variable-episodes", variable, "variable"),
@@ -101,9 +103,14 @@ def run_eval(request: EvalRequest) -> EvalOutcome:
 
     r = request
     task = episode_settings(
-        r.episode_file, ways=r.ways, shots=r.shots, queries=r.queries, episodes=r.episodes
+        r.episode_file,
+        r.within_group,
+        r.variable_episodes,
+        ways=r.ways,
+        shots=r.shots,
+        queries=r.queries,
+        episodes=r.episodes,
     )
-    check_file_flags(r.episode_file, r.within_group, r.variable_episodes)
     device = resolve_device(r.device)
     learner, meta, data, split = model_and_data(r, device)
     result = evaluate(
