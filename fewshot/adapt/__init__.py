@@ -1,0 +1,1 @@
+"""Domain adaptation: align a source-trained model with unlabelled target data (issue #16)."""

@@ -1,0 +1,1 @@
+"""Continual and multi-task learning: scenarios, strategies and metrics (issue #17)."""

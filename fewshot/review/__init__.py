@@ -1,0 +1,1 @@
+"""The local review page for labels and predictions (issue #21)."""

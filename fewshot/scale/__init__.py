@@ -1,0 +1,1 @@
+"""Beyond one process: Ray batch inference, sharded indexes, torch.distributed (issue #20)."""
