@@ -44,6 +44,8 @@ COMMAND_MODULES = (
     "finetune",
     "compare",
     "models",
+    "rank_models",
+    "curves",
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"fewshot_cli.{_name}").register(app)

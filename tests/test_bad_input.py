@@ -369,7 +369,25 @@ EVAL_CASES: list[tuple] = [
     ),
 ]
 
-CASES = COMMON_CASES + LABEL_CASES + INDEX_CASES + TRAIN_CASES + EVAL_CASES
+RANK = ["rank-models", "{ws}/imgs", "--models", "conv4"]
+CURVES = ["curves", "{ws}/imgs", "-e", "conv4"]
+TRANSFER_CASES: list[tuple] = [
+    ("rank-unknown-score", [*RANK, "--scores", "logme,nope"], 2, "--scores 'logme,nope'"),
+    ("rank-unknown-strategy", [*RANK, "--strategy", "nope"], 2, "--strategy 'nope'"),
+    ("rank-model-twice", ["rank-models", "{ws}/imgs", "--models", "conv4,conv4"], 2, "an encoder twice"),
+    ("rank-bad-model-option", ["rank-models", "{ws}/imgs", "--models", "conv4[hidden]"], 2, "option=value"),
+    ("rank-unknown-model", ["rank-models", "{ws}/imgs", "--models", "conv4,nope"], 2, "--models: 'nope'"),
+    ("rank-out-not-json", [*RANK, "--out", "{ws}/r.txt"], 2, "--out must end in .json"),
+    ("rank-per-class-1", [*RANK, "--per-class", "1"], 2, "--per-class"),
+    ("curves-size-0", [*CURVES, "--sizes", "0,5"], 2, "--sizes '0,5'"),
+    ("curves-frozen-strategy", [*CURVES, "--strategy", "linear-probe"], 2, "curves train"),
+    ("curves-curve-size", [*CURVES, "--sizes", "1,5", "--curve-size", "7"], 2, "--curve-size 7"),
+    ("curves-plot-not-png", [*CURVES, "--plot", "{ws}/c.jpg"], 2, "--plot must end in .png"),
+    ("curves-seeds-0", [*CURVES, "--seeds", "0"], 2, "--seeds"),
+    ("curves-unknown-encoder", ["curves", "{ws}/imgs", "-e", "nope"], 2, "--encoder: 'nope'"),
+]
+
+CASES = COMMON_CASES + LABEL_CASES + INDEX_CASES + TRAIN_CASES + EVAL_CASES + TRANSFER_CASES
 
 
 @pytest.fixture(scope="module")
