@@ -44,6 +44,7 @@ COMMAND_MODULES = (
     "finetune",
     "compare",
     "models",
+    "continual",
     "rank_models",
     "curves",
 )

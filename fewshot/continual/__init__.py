@@ -1,1 +1,14 @@
-"""Continual and multi-task learning: scenarios, strategies and metrics (issue #17)."""
+"""Continual learning: streams of experiences (`scenarios`), strategies that learn them one by
+one (one file each, listed in the `STRATEGIES` registry), the trainer on the run machinery
+(`trainer`), the metrics of the accuracy matrix (`metrics`) and multi-task training
+(`multitask`)."""
+
+from __future__ import annotations
+
+from fewshot.registry import Registry
+
+STRATEGIES: Registry = Registry("strategy")
+# every `@STRATEGIES.register("name")` class of this package, found without importing it
+STRATEGIES.discover(__name__, "STRATEGIES.register")
+
+__all__ = ["STRATEGIES"]
