@@ -166,6 +166,10 @@ def any_learner(name: str):
     cls = LEARNERS.get(name)
     if cls.kind == FIXED:
         pytest.skip(f"{name} predicts its own fixed classes and is never fitted on a support set")
+    if cls.needs_clip_towers:  # prompt tuning, LoRA: a (random-weight) micro-CLIP
+        from clip_learners import clip_learner
+
+        return clip_learner(name)
     if cls.uses_class_names:
         learner = create_learner(name, TextIdentity(16))
         learner.set_class_names(["ant", "bee", "cat"])
@@ -176,7 +180,7 @@ def any_learner(name: str):
 def three_class_task(learner):
     """6 support and 6 query items of 3 classes, shaped for the learner's encoder."""
     g = torch.Generator().manual_seed(5)
-    shape = (1, 28, 28) if learner.encoder.input_size is not None else (16,)
+    shape = tuple(learner.encoder.input_size) if learner.encoder.input_size is not None else (16,)
     means = torch.rand(3, *shape, generator=g)
     support = means.repeat_interleave(2, 0) + 0.05 * torch.rand(6, *shape, generator=g)
     query = means.repeat_interleave(2, 0) + 0.05 * torch.rand(6, *shape, generator=g)

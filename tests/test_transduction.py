@@ -39,7 +39,7 @@ class TextIdentity(IdentityEncoder):
 def task(learner, seed: int = 0):
     """9 support items and 15 queries of 3 classes, shaped for the learner's encoder."""
     g = torch.Generator().manual_seed(seed)
-    shape = (16,) if learner.encoder.input_size is None else (1, 28, 28)
+    shape = (16,) if learner.encoder.input_size is None else tuple(learner.encoder.input_size)
     means = torch.rand(3, *shape, generator=g)
     support = means.repeat_interleave(3, 0) + 0.3 * torch.rand(9, *shape, generator=g)
     query = means.repeat_interleave(5, 0) + 0.3 * torch.rand(15, *shape, generator=g)
@@ -51,6 +51,10 @@ def build(name: str) -> FewShotLearner:
     for those that read class names (a text tower) and for transductive ones (so that the
     queries differ enough for their joint scoring to show)."""
     cls = LEARNERS.get(name)
+    if cls.needs_clip_towers:  # prompt tuning: a (random-weight) micro-CLIP
+        from clip_learners import clip_learner
+
+        return clip_learner(name).eval()
     if cls.uses_class_names or cls.transductive:
         learner = create_learner(name, TextIdentity(16), **FAST.get(name, {}))
         if cls.uses_class_names:

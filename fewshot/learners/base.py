@@ -117,6 +117,12 @@ class FewShotLearner(nn.Module):
     trained_head: bool = False
     #: Where `fewshot compare` lists this learner among its default methods (lower first).
     compare_rank: int = 100
+    #: Needs a CLIP encoder's own towers (open_clip's text transformer, its attention layers),
+    #: not just ``encode_text``: prompt tuning (CoOp), LoRA. Tests build such learners on a CLIP.
+    needs_clip_towers: bool = False
+    #: An ``ADAPTIVE`` learner that `fewshot compare` runs when named in ``--methods`` (fitted
+    #: episode by episode on the raw items; CLIP-LoRA). Never among compare's default methods.
+    compare_adaptive: bool = False
     #: How this learner is fitted, for the not-fitted message.
     fit_signature: str = "fit(support_x, support_y)"
     #: The optional hooks this class defines (set by ``__init_subclass__``, never by hand).
