@@ -47,6 +47,7 @@ COMMAND_MODULES = (
     "continual",
     "rank_models",
     "curves",
+    "review",
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"fewshot_cli.{_name}").register(app)
