@@ -387,6 +387,38 @@ TRANSFER_CASES: list[tuple] = [
     ("curves-unknown-encoder", ["curves", "{ws}/imgs", "-e", "nope"], 2, "--encoder: 'nope'"),
 ]
 
+CL = ["continual", "--data", "{ws}/imgs", "--image-size", "16", "--tasks", "3", "--device", "cpu"]
+CONTINUAL_CASES: list[tuple] = [
+    ("continual-unknown-scenario", [*CL, "--scenario", "open-world"], 2, "unknown --scenario 'open-world'"),
+    ("continual-unknown-strategy", [*CL, "--strategy", "nope"], 2, "unknown --strategy 'nope'"),
+    (
+        "continual-option-of-another",
+        [*CL, "--strategy", "ewc", "--memory", "5"],
+        2,
+        "--memory does not apply",
+    ),
+    ("continual-multihead-class-il", [*CL, "--strategy", "multihead"], 2, "needs --scenario task-il"),
+    ("continual-shifts-not-domain", [*CL, "--shifts", "none,inversion"], 2, "needs --scenario domain-il"),
+    (
+        "continual-unknown-shift",
+        [*CL, "--scenario", "domain-il", "--shifts", "none,fog"],
+        2,
+        "unknown shift 'fog'",
+    ),
+    ("continual-tasks-0", [*CL[:-4], "--tasks", "0"], 2, "--tasks"),
+    (
+        "continual-too-many-tasks",
+        [*CL[:-4], "--tasks", "4", "--device", "cpu"],
+        2,
+        "between 1 and the 3 classes",
+    ),
+    ("continual-test-fraction", [*CL, "--test-fraction", "1.5"], 2, "--test-fraction"),
+    ("continual-class-order", [*CL, "--class-order", "0,1,x"], 2, "--class-order"),
+    ("continual-optimizer", [*CL, "--optimizer", "lbfgs"], 2, "--optimizer"),
+    ("continual-memory-0", [*CL, "--memory", "0"], 2, "--memory"),
+    ("continual-out-suffix", [*CL, "--out", "{ws}/m.pt"], 2, "--out must end in .safetensors"),
+]
+
 REVIEW_CASES: list[tuple] = [
     ("review-missing-results", ["review", "{ws}/nope.csv", "--port", "0"], 2, "nope.csv does not exist"),
     ("review-results-folder", ["review", "{ws}/imgs", "--port", "0"], 2, "imgs is a folder: give the csv"),
@@ -405,7 +437,7 @@ REVIEW_CASES: list[tuple] = [
     ),
 ]
 
-CASES = COMMON_CASES + LABEL_CASES + INDEX_CASES + TRAIN_CASES + EVAL_CASES + TRANSFER_CASES
+CASES = COMMON_CASES + LABEL_CASES + INDEX_CASES + TRAIN_CASES + EVAL_CASES + TRANSFER_CASES + CONTINUAL_CASES
 CASES += REVIEW_CASES
 
 
