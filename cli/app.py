@@ -44,10 +44,9 @@ COMMAND_MODULES = (
     "finetune",
     "compare",
     "models",
-    "continual",
     "rank_models",
     "curves",
-    "review",
+    "representations",
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"fewshot_cli.{_name}").register(app)

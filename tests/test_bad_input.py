@@ -371,6 +371,7 @@ EVAL_CASES: list[tuple] = [
 
 RANK = ["rank-models", "{ws}/imgs", "--models", "conv4"]
 CURVES = ["curves", "{ws}/imgs", "-e", "conv4"]
+REPR = ["representations", "{ws}/imgs", "--map", "{ws}/m.png"]
 TRANSFER_CASES: list[tuple] = [
     ("rank-unknown-score", [*RANK, "--scores", "logme,nope"], 2, "--scores 'logme,nope'"),
     ("rank-unknown-strategy", [*RANK, "--strategy", "nope"], 2, "--strategy 'nope'"),
@@ -385,6 +386,10 @@ TRANSFER_CASES: list[tuple] = [
     ("curves-plot-not-png", [*CURVES, "--plot", "{ws}/c.jpg"], 2, "--plot must end in .png"),
     ("curves-seeds-0", [*CURVES, "--seeds", "0"], 2, "--seeds"),
     ("curves-unknown-encoder", ["curves", "{ws}/imgs", "-e", "nope"], 2, "--encoder: 'nope'"),
+    ("repr-nothing", ["representations", "{ws}/imgs", "-e", "conv4"], 2, "nothing to do"),
+    ("repr-method", [*REPR, "--method", "pca"], 2, "--method 'pca'"),
+    ("repr-map-not-png", ["representations", "{ws}/imgs", "--map", "{ws}/m.jpg"], 2, "--map must end"),
+    ("repr-probe-plot-alone", [*REPR, "--probe-plot", "{ws}/p.png"], 2, "--probe-plot needs --probe"),
 ]
 
 CL = ["continual", "--data", "{ws}/imgs", "--image-size", "16", "--tasks", "3", "--device", "cpu"]

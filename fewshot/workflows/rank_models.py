@@ -115,7 +115,7 @@ def rank_models(request: RankRequest) -> dict[str, Any]:
         )
         report["best"]["accuracy"] = _best(rows, lambda row: row["accuracy"])
     if r.out is not None:
-        _write(r.out, report)
+        write_json(r.out, report)
     return report
 
 
@@ -180,7 +180,8 @@ def _best(rows: list[dict], key) -> str | None:
     return max(scored)[1] if scored else None
 
 
-def _write(path: Path, report: dict) -> None:
+def write_json(path: Path, report: dict) -> None:
+    """The report, atomically, as indented JSON (NaN as null)."""
     import json
 
     from fewshot.fileio import atomic_write_bytes
