@@ -44,8 +44,10 @@ COMMAND_MODULES = (
     "finetune",
     "compare",
     "models",
+    "continual",
     "rank_models",
     "curves",
+    "review",
     "representations",
 )
 for _name in COMMAND_MODULES:
