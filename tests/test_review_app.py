@@ -204,3 +204,24 @@ def test_nothing_in_the_csv_is_executed(tmp_path):
         _post(client, session, "/api/decide", {"action": "accept", "rows": [0, 1, 2, 3]})
         _post(client, session, "/api/export", {"kind": "csv"})
     assert not marker.exists()
+
+
+def test_a_page_request_on_100000_rows_renders_only_its_page(tmp_path, monkeypatch):
+    from review_fixtures import big_predict_csv
+
+    from fewshot.review import state as state_module
+
+    csv_path = big_predict_csv(tmp_path / "big.csv", 100_000, tmp_path / "imgs")
+    with ReviewSession(csv_path, images=tmp_path) as session:
+        client = _client(session)
+        views = []
+        original = state_module.ReviewState.row_view
+        monkeypatch.setattr(
+            state_module.ReviewState, "row_view", lambda s, i: views.append(i) or original(s, i)
+        )
+        html = client.get("/", params={"label": "c7", "queue": "uncertain", "sort": "margin", "page": 3}).text
+        assert html.count('class="card ') == 48 and len(views) == 48
+        views.clear()
+        rows = client.get("/api/rows", params={"sort": "confidence", "page": 2000, "per_page": 50}).json()
+        assert len(rows["rows"]) == 50 and len(views) == 50 and rows["total"] == 100_000
+        assert session.thumbs.made == 0

@@ -111,7 +111,7 @@ class ReviewApp:
             view=view,
             query=lambda **changes: _query(view, **changes),
             page=page,
-            cards=[state.row_view(i) for i in page.rows],
+            cards=[{**state.row_view(i), "shown": self.session.relative(i)} for i in page.rows],
             counts=state.counts(),
             summary=state.summary(),
             labels=state.labels,

@@ -47,6 +47,7 @@
     card.classList.add(row.decision || "open");
     card.querySelector(".pred .label").textContent = row.label;
     card.querySelector(".badge").textContent = row.decision || "";
+    card.querySelector(".was").textContent = row.decision === "corrected" ? "was " + row.predicted : "";
   }
 
   function current() {
