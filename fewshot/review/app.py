@@ -33,6 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from fewshot.errors import FewshotError
+from fewshot.review.results import displayable
 from fewshot.review.session import ReviewSession
 from fewshot.review.state import QUEUES, SORTS, Conflict
 from fewshot.review.thumbnails import ThumbnailError
@@ -105,13 +106,13 @@ class ReviewApp:
         state = self.session.state
         page = state.page(per_page=PER_PAGE, **view)
         html = self.templates.get_template("index.html").render(
-            title=self.session.results_path.name,
-            root=str(self.session.root.root),
+            title=displayable(self.session.results_path.name),
+            root=displayable(str(self.session.root.root)),
             token=self.session.token,
             view=view,
             query=lambda **changes: _query(view, **changes),
             page=page,
-            cards=[{**state.row_view(i), "shown": self.session.relative(i)} for i in page.rows],
+            cards=[{**state.row_view(i), "shown": self.session.shown(i)} for i in page.rows],
             counts=state.counts(),
             summary=state.summary(),
             labels=state.labels,

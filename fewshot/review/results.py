@@ -74,6 +74,11 @@ class Results:
         return {path: i for i, path in enumerate(self.paths)}
 
 
+def displayable(text: str) -> str:
+    """`text` with a non-UTF-8 file name's surrogate escapes shown as U+FFFD (for the page)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _probability(cell: str | None, where: str) -> float:
     if cell is None or cell == "":
         return math.nan
@@ -96,11 +101,11 @@ def _top_width(columns: list[str]) -> int:
 def _row_top(row: dict, k: int, where: str) -> list[tuple[str, float]]:
     top = []
     for j in range(1, k + 1):
-        label = row.get(f"label_{j}") or ""
+        label = displayable(row.get(f"label_{j}") or "")  # a label is text, unlike a file name
         if label:
             top.append((label, _probability(row.get(f"probability_{j}"), where)))
     if not top and row.get("label"):
-        top.append((row["label"], _probability(row.get("probability"), where)))
+        top.append((displayable(row["label"]), _probability(row.get("probability"), where)))
     return top
 
 
@@ -172,7 +177,7 @@ def load_results(path: str | os.PathLike[str]) -> Results:
         where = f"{path} row {number}"
         row_status = row.get("status") or "ok"
         top = _row_top(row, k, where) if row_status == "ok" else []
-        label = row.get("label") or (top[0][0] if top else "")
+        label = displayable(row.get("label") or "") or (top[0][0] if top else "")
         if row_status != "ok" or not label:
             row_status = "error"
             errors[len(paths)] = row.get("error") or "no label"

@@ -72,7 +72,14 @@ class ReviewSession:
         return IMAGE_TYPES[path.suffix.lower()]
 
     def relative(self, row: int) -> str:
+        """Row `row`'s path under the images root (a non-UTF-8 name keeps its escapes)."""
         return self.root.relative(self.state.results.paths[row])
+
+    def shown(self, row: int) -> str:
+        """The same, fit for the page."""
+        from fewshot.review.results import displayable
+
+        return displayable(self.relative(row))
 
     def export(self, kind: str, mode: str = "copy") -> dict:
         """Write one export into `export_dir`; returns what was written."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from fewshot.errors import FewshotError
 from fewshot.review.journal import DecisionJournal, journal_path
-from fewshot.review.results import Results, load_results
+from fewshot.review.results import Results, displayable, load_results
 
 NONE, ACCEPTED, CORRECTED, SKIPPED = 0, 1, 2, 3
 DECISION_NAMES = {NONE: None, ACCEPTED: "accepted", CORRECTED: "corrected", SKIPPED: "skipped"}
@@ -175,7 +175,7 @@ class ReviewState:
             probe = {"label": self.labels[int(self.probe_label[i])], "p": float(self.probe_p[i])}
         return {
             "row": i,
-            "path": r.paths[i],
+            "path": displayable(r.paths[i]),
             "predicted": self.label_name(int(r.predicted[i])),
             "confidence": float(r.confidence[i]),
             "margin": float(r.margin[i]),
