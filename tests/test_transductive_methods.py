@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from fewshot.encoders.base import IdentityEncoder
 from fewshot.learners import LEARNERS, create_learner
 from fewshot.learners.laplacianshot import knn_affinity
-from fewshot.learners.pt_map import power_transform
+from fewshot.learners.pt_map import centre_episode, power_transform
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -178,3 +178,20 @@ def test_transductive_finetune_starts_from_the_cosine_head_and_query_entropy_fal
     untuned = learner("transductive-finetune", steps=0, scale=10.0).batch_logits_embeddings(support, query)
     entropy = lambda logits: -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1).mean()  # noqa: E731
     assert entropy(tuned) < entropy(untuned)
+
+
+def test_pt_map_centres_support_and_queries_as_the_authors_code():
+    items = torch.rand(3, 7, 5) + 4.0  # positive features far from the origin, close together
+    centred = centre_episode(items)
+    torch.testing.assert_close(centred.norm(dim=-1), torch.ones(3, 7))
+    # the common offset is gone: unit-norm alone keeps these within a small cone
+    cosine = lambda z: (z @ z.transpose(1, 2)).mean()  # noqa: E731
+    assert cosine(centred) < 0.2 < 0.9 < cosine(F.normalize(items, dim=-1))
+    # on such features the centred PT-MAP separates the classes; without centring, lambda = 10
+    # acts on tiny distances and the plan stays close to uniform
+    support, query = clusters(4, seed=2)
+    support, query = support + 30.0, query + 30.0
+    with torch.no_grad():
+        plan = learner("pt-map").batch_logits_embeddings(support, query).exp()
+    assert accuracy("pt-map", support, query) >= accuracy("protonet", support, query)
+    assert plan.amax(-1).mean() > 0.5

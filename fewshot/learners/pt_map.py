@@ -3,7 +3,10 @@ Gripon and Pateux, "Leveraging the Feature Distribution in Transfer-based Few-Sh
 Learning", ICANN 2021). TRANSDUCTIVE: it uses the episode's unlabelled queries.
 
 1. Power transform (the paper's PT): ``f(v) = (v + 1e-6)^beta / ||(v + 1e-6)^beta||_2`` with
-   ``beta = 0.5``, on non-negative features (ReLU outputs; negative values are clipped to 0).
+   ``beta = 0.5``, on non-negative features (ReLU outputs; negative values are clipped to 0);
+   then, as the authors' code does, the support and the query items of the episode are each
+   centred on their own mean and scaled to unit norm again (without this, unit-norm ReLU
+   features lie so close together that ``lambda = 10`` gives near-uniform transport plans).
 2. MAP (the paper's Algorithm 1): the centres start at the support class means; for
    ``epochs`` rounds, the queries' soft assignments are the Sinkhorn optimal-transport plan
    of ``exp(-lambda * ||f(x_q) - c_n||^2)`` with one unit of mass per query and equal mass
@@ -52,6 +55,11 @@ def sinkhorn(
     return plan
 
 
+def centre_episode(items: torch.Tensor) -> torch.Tensor:
+    """``(B, n, d)`` items centred on each episode's mean, then scaled to unit norm."""
+    return F.normalize(items - items.mean(1, keepdim=True), dim=-1)
+
+
 @LEARNERS.register("pt-map")
 class PTMAP(TransductiveLearner):
     """Power transform + optimal-transport MAP estimation of the class centres (transductive).
@@ -62,9 +70,8 @@ class PTMAP(TransductiveLearner):
         lam: ``lambda``, the sharpness of the transport plan (10).
         alpha: the step of each centre towards its new estimate (0.2).
         epochs: rounds of assignment and centre update (20).
-        normalize: L2-normalise after the power (the paper's PT); False keeps the powered
-            features as they are (easyfsl's PT-MAP), which suits embeddings whose unit-norm
-            versions lie close together (``lambda`` then acts on larger distances).
+        normalize: L2-normalise after the power and centre support and queries (the paper's
+            PT and its code); False keeps the powered features as they are (easyfsl's PT-MAP).
     """
 
     def __init__(
@@ -87,6 +94,8 @@ class PTMAP(TransductiveLearner):
     def transduce(self, support: torch.Tensor, onehot: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         support = power_transform(support, self.beta, self.normalize)
         query = power_transform(query, self.beta, self.normalize)
+        if self.normalize:
+            support, query = centre_episode(support), centre_episode(query)
         centres = weighted_means(onehot, support)  # (B, N, d)
         features = torch.cat([support, query], 1)
         for _ in range(self.epochs):
