@@ -122,8 +122,12 @@ def test_accept_correct_skip_undo_and_reopen_where_left_off(workspace):
         st.decide("skip", [2], tab="t")
         assert [st.row_view(i)["decision"] for i in (0, 1, 2)] == ["accepted", "corrected", "skipped"]
         assert st.row_view(1)["label"] == "a typed label"
+        predicted = st.row_view(3)["predicted"]
+        assert st.decide("correct", [3], label=predicted, tab="t")["action"] == "accept"
+        st.undo(tab="t")
         record, rows = st.undo(tab="t")  # the skip
         assert record["target"] == 3 and rows == [2] and st.row_view(2)["decision"] is None
+        assert st.row_view(3)["decision"] is None
         assert st.summary()["reviewed"] == 2
         ids = (a["id"], c["id"])
     with ReviewSession(csv_path) as s:  # a new server: the journal is replayed
@@ -180,8 +184,9 @@ def test_bulk_accept_takes_undecided_rows_of_a_label_above_the_threshold(session
     expected = [i for i in st.page(label="red", queue="todo").rows if conf[i] >= 0.6]
     rows = st.bulk_rows("red", 0.6)
     assert sorted(rows) == sorted(expected)
-    record = st.decide("accept", rows)
-    assert len(record["items"]) == len(rows) and st.summary()["accepted"] == len(rows)
+    record, accepted = st.bulk_accept("red", 0.6)
+    assert accepted == len(record["items"]) == len(rows) and st.summary()["accepted"] == len(rows)
+    assert st.bulk_accept("red", 0.6) == (None, 0)  # nothing left to accept
     st.undo(target=record["id"])  # one undo takes the whole bulk back
     assert st.summary()["accepted"] == 0
 

@@ -219,13 +219,12 @@ class ReviewApp:
         threshold = b.get("threshold")
         if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
             raise FewshotError("threshold is a probability between 0 and 1")
-        label = b.get("label")
-        rows = self.session.state.bulk_rows(label, float(threshold))
-        if not rows:
-            return JSONResponse({"id": None, "accepted": 0, "summary": self.session.state.summary()})
-        record = await run_in_threadpool(self.session.state.decide, "accept", rows, None, None, b.get("tab"))
+        record, accepted = await run_in_threadpool(
+            self.session.state.bulk_accept, b.get("label"), float(threshold), b.get("tab")
+        )
+        summary = self.session.state.summary()
         return JSONResponse(
-            {"id": record["id"], "accepted": len(rows), "summary": self.session.state.summary()}
+            {"id": record["id"] if record else None, "accepted": accepted, "summary": summary}
         )
 
     async def export(self, request: Request) -> Response:

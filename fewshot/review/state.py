@@ -253,6 +253,8 @@ class ReviewState:
             rows = self._check_rows(rows, base)
             if action == "correct":
                 names = [clean_label(label)] * len(rows)
+                if all(self.label_name(int(self.results.predicted[r])) == names[0] for r in rows):
+                    action = "accept"  # "corrected" to the label it had: that is an accept
             elif action == "accept":
                 names = [self.labels[int(self.results.predicted[row])] for row in rows]
             else:
@@ -281,6 +283,14 @@ class ReviewState:
             record = self.journal.append("undo", target=target, tab=tab)
         self._apply(record)
         return record, list(self.items[target])
+
+    def bulk_accept(self, label: str, threshold: float, tab: str | None = None) -> tuple[dict | None, int]:
+        """Accept every undecided image predicted `label` at `threshold` or above, as one
+        record (one undo takes it back): ``(record or None, images accepted)``."""
+        with self.journal.lock:  # no tab decides one of these rows between the choice and the write
+            rows = self.bulk_rows(label, threshold)
+            record = self.decide("accept", rows, tab=tab) if rows else None
+        return record, len(rows)
 
     def bulk_rows(self, label: str, threshold: float) -> list[int]:
         """Undecided rows predicted `label` with confidence at least `threshold`."""

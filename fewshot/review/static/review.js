@@ -202,6 +202,15 @@
     if (data.summary.last_id !== lastSeen) window.location.reload();
   });
 
+  // An image that cannot be shown (unreadable, outside the root) gets a plain placeholder.
+  document.addEventListener(
+    "error",
+    (event) => {
+      if (event.target.tagName === "IMG") event.target.classList.add("missing");
+    },
+    true,
+  );
+
   fetch("/api/summary")
     .then((r) => r.json())
     .then((d) => (lastSeen = d.summary.last_id));
