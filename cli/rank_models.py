@@ -42,6 +42,10 @@ Strategy = Annotated[
 PerClass = Annotated[
     int | None, typer.Option("--per-class", min=2, help="Labelled items per class to use [default: all].")
 ]
+Classes = Annotated[
+    int | None,
+    typer.Option("--classes", min=2, help="Use a seeded sample of this many classes [default: all]."),
+]
 ImageSide = Annotated[
     int | None,
     typer.Option(
@@ -63,6 +67,7 @@ def rank_models_command(
     head_lr: HeadLr = 1e-3,
     batch_size: ItemsPerStep = 32,
     per_class: PerClass = None,
+    classes: Classes = None,
     val_fraction: ValFraction = 0.2,
     subset: Subset = "all",
     split: Split = None,

@@ -179,3 +179,22 @@ def test_rank_correlations():
     assert weighted_tau([1, 2, 4, 3], acc) < weighted_tau([2, 1, 3, 4], acc)
     table = rank_correlations({"a": [1, None, 3, 4], "b": [1, 2, 3, 4]}, acc)
     assert table["a"]["models"] == 3 and table["b"]["kendall_tau"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("n", "d"), [(200, 30), (40, 300)])
+def test_hscores_match_the_direct_covariance_formulas(n, d):
+    """Both sides of the n < d shortcut (the data's span) against d x d covariances, and the
+    shrinkage against scikit-learn's Ledoit-Wolf."""
+    from sklearn.covariance import LedoitWolf
+
+    from fewshot.transfer.scores.hscore import class_mean_deviations, trace_pinv_product
+
+    rng = np.random.default_rng(n)
+    y = np.arange(n) % 4
+    f = rng.normal(size=(n, d)) + 3 * rng.normal(size=(4, d))[y]
+    deviations = class_mean_deviations(f, y, 4)
+    plain = trace_pinv_product(np.cov(f, rowvar=False), deviations, rcond=1e-10)
+    lw = LedoitWolf().fit(f)
+    shrunk = trace_pinv_product(lw.covariance_, deviations * np.sqrt(1 - lw.shrinkage_))
+    assert compute_score("hscore", f, y) == pytest.approx(plain, rel=1e-6)
+    assert compute_score("hscore-shrinkage", f, y) == pytest.approx(shrunk, rel=1e-6)

@@ -38,6 +38,29 @@ def take(data: LabeledTensors, idx: np.ndarray | torch.Tensor) -> LabeledTensors
     )
 
 
+def class_sample(data: LabeledTensors, classes: int, seed: int) -> LabeledTensors:
+    """The items of a seeded sample of ``classes`` classes, relabelled ``0..classes-1`` in
+    their original order."""
+    from fewshot.errors import FewshotError
+
+    if classes < 2 or classes > data.n_classes:
+        raise FewshotError(
+            f"--classes {classes}: the data has {data.n_classes} classes (use 2 to {data.n_classes})"
+        )
+    kept = np.sort(np.random.default_rng(seed).permutation(data.n_classes)[:classes])
+    remap = np.full(data.n_classes, -1)
+    remap[kept] = np.arange(classes)
+    rows = np.flatnonzero(np.isin(data.labels.numpy(), kept))
+    groups = None if data.class_groups is None else [data.class_groups[c] for c in kept]
+    return LabeledTensors(
+        data.data[torch.as_tensor(rows)],
+        torch.as_tensor(remap[data.labels.numpy()[rows]]),
+        [data.class_names[c] for c in kept],
+        dict(data.info),
+        groups,
+    )
+
+
 def resized(data: LabeledTensors, side: int) -> LabeledTensors:
     """Images ``(n, C, h, w)`` resized to ``side`` as `fewshot.data.labelled.to_items` does."""
     import torch.nn.functional as F
@@ -79,6 +102,7 @@ class Target:
     seed: int = 0
     per_class: int | None = None
     image_size: int | None = None  # for encoders built to the data (Conv-4) on a folder
+    classes: int | None = None  # a seeded sample of this many classes (None: every class)
 
     def __post_init__(self) -> None:
         from fewshot.data.catalog import named_dataset
@@ -98,7 +122,7 @@ class Target:
             from fewshot.build import load_data
 
             data = load_data(self.dataset, self.subset, self.split, self.data_dir, None, self.seed)
-            self._base = take(data, stratified_indices(data.labels.numpy(), self.per_class, self.seed))
+            self._base = self._sample(data)
         return self._base
 
     def build(self, spec: str | None, device, options: dict | None = None, seed: int = 0):
@@ -126,6 +150,11 @@ class Target:
         from fewshot.build import load_for_encoder
 
         data = load_for_encoder(source, self.dataset, self.subset, self.split, self.data_dir, self.seed)
+        return self._sample(data)
+
+    def _sample(self, data: LabeledTensors) -> LabeledTensors:
+        if self.classes is not None:
+            data = class_sample(data, self.classes, self.seed)
         return take(data, stratified_indices(data.labels.numpy(), self.per_class, self.seed))
 
     def source_and_items(self, spec: str | None, device, options: dict | None = None, seed: int = 0):

@@ -34,6 +34,7 @@ class RankRequest:
     head_lr: float = 1e-3
     batch_size: int = 32
     per_class: int | None = None
+    classes: int | None = None  # a seeded sample of this many classes
     val_fraction: float = 0.2
     subset: str = "all"
     split: str | None = None
@@ -91,7 +92,7 @@ def rank_models(request: RankRequest) -> dict[str, Any]:
     r = request
     models, names = check_request(r)
     device = resolve_device(r.device)
-    target = Target(r.data, r.subset, r.split, r.data_dir, r.seed, r.per_class, r.image_size)
+    target = Target(r.data, r.subset, r.split, r.data_dir, r.seed, r.per_class, r.image_size, r.classes)
     rows = []
     with progress_bar(r.progress, total=len(models), desc="models", unit="model") as bar:
         for spec in models:

@@ -41,6 +41,16 @@ def trace_pinv_product(cov: np.ndarray, deviations: np.ndarray, rcond: float = 1
     return float((proj**2 / values[keep]).sum())
 
 
+def data_span(centred: np.ndarray, ddof: int, rcond: float = 1e-15) -> tuple[np.ndarray, np.ndarray]:
+    """With fewer items than features: ``(eigenvalues (k,), eigenvectors (d, k))`` of the
+    covariance ``X^T X / (n - ddof)`` on the span of the centred rows, from the ``(n, n)`` Gram
+    (the class-mean deviations lie in that span, so nothing outside it is needed)."""
+    values, u = np.linalg.eigh(centred @ centred.T)
+    keep = values > rcond * max(values.max(), 1e-300)
+    vectors = centred.T @ u[:, keep] / np.sqrt(values[keep])
+    return values[keep] / (centred.shape[0] - ddof), vectors
+
+
 @SCORES.register("hscore")
 class HScore(TransferScore):
     """H-score (Bao et al., ICIP 2019)."""
@@ -48,8 +58,12 @@ class HScore(TransferScore):
     name = "hscore"
 
     def compute(self, features: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
+        deviations = class_mean_deviations(features, labels, n_classes)
+        if features.shape[0] < features.shape[1]:
+            values, vectors = data_span(features - features.mean(0), ddof=1)
+            return float(((deviations @ vectors) ** 2 / values).sum())
         cov = np.cov(features, rowvar=False)
-        return trace_pinv_product(np.atleast_2d(cov), class_mean_deviations(features, labels, n_classes))
+        return trace_pinv_product(np.atleast_2d(cov), deviations)
 
 
 @SCORES.register("hscore-shrinkage")
@@ -59,7 +73,14 @@ class ShrinkageHScore(TransferScore):
     name = "hscore-shrinkage"
 
     def compute(self, features: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
-        cov, shrink = ledoit_wolf(features - features.mean(0))
+        centred = features - features.mean(0)
+        n, d = centred.shape
+        if n < d:  # the shrunk covariance is (1 - a) S + a mu I: on the data's span, its eigenvalues
+            shrink, mu = ledoit_wolf_shrinkage(centred)
+            values, vectors = data_span(centred, ddof=0)
+            deviations = class_mean_deviations(features, labels, n_classes) * np.sqrt(1 - shrink)
+            return float(((deviations @ vectors) ** 2 / ((1 - shrink) * values + shrink * mu)).sum())
+        cov, shrink = ledoit_wolf(centred)
         deviations = class_mean_deviations(features, labels, n_classes) * np.sqrt(1 - shrink)
         return trace_pinv_product(cov, deviations)
 
@@ -69,13 +90,22 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
     (2004) estimate, as scikit-learn's ``ledoit_wolf`` computes it, from one Gram matrix
     (the sum over ``X2^T X2`` is the sum of the rows' fourth powers of norms)."""
     n, d = x.shape
-    emp = x.T @ x / n
-    mu = float(np.trace(emp)) / d
-    beta_ = float(((x**2).sum(1) ** 2).sum())
-    delta_ = float((emp**2).sum())
-    beta = (beta_ / n - delta_) / (d * n)
-    delta = (delta_ - 2 * mu * float(np.trace(emp)) + d * mu**2) / d
-    shrink = 0.0 if beta == 0 or delta == 0 else min(beta, delta) / delta
-    cov = (1 - shrink) * emp
+    shrink, mu = ledoit_wolf_shrinkage(x)
+    cov = (1 - shrink) * (x.T @ x / n)
     cov[np.diag_indices(d)] += shrink * mu
     return cov, shrink
+
+
+def ledoit_wolf_shrinkage(x: np.ndarray) -> tuple[float, float]:
+    """``(shrinkage a, target scale mu = tr(S) / d)`` for centred ``x`` ``(n, d)``; uses the
+    smaller Gram (``||X^T X||_F = ||X X^T||_F``)."""
+    n, d = x.shape
+    gram = x.T @ x if d <= n else x @ x.T
+    trace = float(np.trace(gram)) / n
+    mu = trace / d
+    beta_ = float(((x**2).sum(1) ** 2).sum())
+    delta_ = float((gram**2).sum()) / n**2
+    beta = (beta_ / n - delta_) / (d * n)
+    delta = (delta_ - 2 * mu * trace + d * mu**2) / d
+    shrink = 0.0 if beta == 0 or delta == 0 else min(beta, delta) / delta
+    return shrink, mu
