@@ -331,3 +331,35 @@ def test_refit_builds_the_default_encoder_from_its_spec(workspace):
 
 def test_journal_path_is_beside_the_results(workspace):
     assert journal_path(workspace[0]).parent == workspace[0].parent
+
+
+def test_the_files_fewshot_label_and_predict_write_are_read(tmp_path, tiny_checkpoint):
+    pytest.importorskip("open_clip")
+    from fewshot_cli.app import app
+    from typer.testing import CliRunner
+
+    from fewshot.zeroshot.micro_clip import make_folder
+
+    imgs = make_folder(tmp_path / "imgs", per_class=2, size=32)
+    micro = ["--model", "micro-clip", "--pretrained", "none", "--workers", "0"]
+    for out, top_k in (("l.csv", "2"), ("l.jsonl", "1")):
+        argv = ["label", str(imgs), "-l", "red circle,blue square,green cross", "-o", str(tmp_path / out)]
+        result = CliRunner().invoke(app, [*argv, "--top-k", top_k, "--threshold", "0.4", *micro])
+        assert result.exit_code == 0, result.output
+    argv = ["predict", "-c", str(tiny_checkpoint), "-s", str(imgs), "-q", str(imgs), "--top-k", "2"]
+    result = CliRunner().invoke(app, [*argv, "-o", str(tmp_path / "p.csv"), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    n = len([p for p in imgs.rglob("*.jpg")])
+    for name, kind, k in (("l.csv", "label", 2), ("l.jsonl", "label", 1), ("p.csv", "predict", 2)):
+        with ReviewSession(tmp_path / name) as s:
+            r = s.state.results
+            assert (r.kind, r.k, len(r)) == (kind, k, n), name
+            assert all(s.file(i) is not None for i in range(n)), name  # every image can be shown
+            assert np.all((r.confidence >= 0) & (r.confidence <= 1)) and np.all(r.margin <= r.confidence)
+            first = s.state.page(sort="margin").rows[0]
+            s.state.decide("accept", [first])
+            assert s.state.summary()["accepted"] == 1
+    unknown = load_results(tmp_path / "l.csv")
+    # below the threshold `fewshot label` says "unknown" but keeps the top class in label_1
+    rows = np.flatnonzero(unknown.predicted == unknown.classes.index("unknown"))
+    assert len(rows) and all(unknown.classes[unknown.top[i, 0]] != "unknown" for i in rows)
