@@ -440,6 +440,12 @@ REVIEW_CASES: list[tuple] = [
         2,
         "a-file.txt is not a folder",
     ),
+    (
+        "review-unknown-encoder",
+        ["review", "{ws}/labels.txt", "--encoder", "nope", "--port", "0"],
+        2,
+        "--encoder 'nope' is neither a checkpoint file nor an encoder name",
+    ),
 ]
 
 CASES = COMMON_CASES + LABEL_CASES + INDEX_CASES + TRAIN_CASES + EVAL_CASES + TRANSFER_CASES + CONTINUAL_CASES

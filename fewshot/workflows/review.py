@@ -122,4 +122,17 @@ def open_review(request: ReviewRequest) -> ReviewServer:
         raise FewshotError(f"{results} is a folder: give the CSV that fewshot label or predict wrote")
     if not results.is_file():
         raise FewshotError(f"results file {results} does not exist (give the CSV of fewshot label/predict)")
+    if request.encoder is not None:
+        check_encoder(request.encoder)
     return ReviewServer(request, _bind(request.host, request.port))
+
+
+def check_encoder(spec: str) -> None:
+    """Refuse an ``--encoder`` that names neither a file nor an encoder (it is built only at
+    the first refit, which would be too late to say so)."""
+    from fewshot.build import split_spec
+    from fewshot.encoders import ENCODERS
+
+    if not Path(spec).expanduser().is_file() and split_spec(spec)[0] not in ENCODERS:
+        names = ", ".join(ENCODERS.names())
+        raise FewshotError(f"--encoder {spec!r} is neither a checkpoint file nor an encoder name ({names})")
