@@ -22,7 +22,7 @@ BASE = "http://127.0.0.1:8765"
 
 
 def _client(session: ReviewSession) -> TestClient:
-    app = build_app(session, ["127.0.0.1", "localhost"], 8765)
+    app = build_app(session, ["127.0.0.1", "localhost"])
     return TestClient(app, base_url=BASE, raise_server_exceptions=True)
 
 
@@ -253,3 +253,13 @@ def test_a_file_name_that_is_not_utf8_is_shown_served_and_decided(tmp_path):
         assert again.state.row_view(0)["decision"] == "accepted"
         exported = Path(again.export("csv")["path"]).read_bytes()
         assert b"bad\xff.png" in exported
+
+
+def test_on_every_interface_the_page_works_from_its_own_address_only(review):
+    session, _ = review
+    lan = "http://192.168.1.5:8765"
+    client = TestClient(build_app(session, ["*"]), base_url=lan)
+    body = {"action": "skip", "rows": [0]}
+    assert _post(client, session, "/api/decide", body, Origin="http://evil.example").status_code == 403
+    assert _post(client, session, "/api/decide", body, Origin="http://192.168.1.5:9999").status_code == 403
+    assert _post(client, session, "/api/decide", body, Origin=lan).status_code == 200

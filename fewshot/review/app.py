@@ -92,8 +92,8 @@ def _query(view: dict, **changes) -> str:
 class ReviewApp:
     """The routes of one session (`build_app` makes the Starlette app)."""
 
-    def __init__(self, session: ReviewSession, origins: set[str]) -> None:
-        self.session, self.origins = session, origins
+    def __init__(self, session: ReviewSession) -> None:
+        self.session = session
         self.templates = _templates()
 
     # -- pages and files -------------------------------------------------------------
@@ -163,7 +163,8 @@ class ReviewApp:
         if not hmac.compare_digest(token.encode(), self.session.token.encode()):
             raise Refused(403, "missing or wrong review token: reload the page")
         origin = request.headers.get("origin")
-        if origin is not None and origin not in self.origins:
+        # same origin: the page's own address (its Host header is checked by TrustedHostMiddleware)
+        if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
             raise Refused(403, f"cross-origin request from {origin} refused")
         if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             raise Refused(403, "cross-site request refused")
@@ -268,10 +269,9 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def build_app(session: ReviewSession, hosts: list[str], port: int) -> Starlette:
+def build_app(session: ReviewSession, hosts: list[str]) -> Starlette:
     """The app for `session`, answering only requests addressed to one of `hosts`."""
-    origins = {f"http://{host}:{port}" for host in hosts} | {f"http://{host}" for host in hosts}
-    review = ReviewApp(session, origins)
+    review = ReviewApp(session)
     routes = [
         Route("/", review.index),
         Route("/api/summary", review.summary),

@@ -87,7 +87,7 @@ class ReviewServer:
         except BaseException:
             sock.close()
             raise
-        self.app = build_app(self.session, allowed_hosts(request.host), self.port)
+        self.app = build_app(self.session, allowed_hosts(request.host))
 
     def serve(self) -> None:
         """Serve until interrupted (Ctrl-C), then close the review."""
