@@ -114,6 +114,11 @@ class DecisionJournal:
         from fewshot.fileio import atomic_write_bytes
 
         atomic_write_bytes(self.path, _line({HEADER_KEY: VERSION, "results": results_name}))
+        folder = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the new name itself survives a power cut
+        finally:
+            os.close(folder)
         crash_point("review.journal-created")
 
     def _damaged(self, number: int, why: str) -> FewshotError:

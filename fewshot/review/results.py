@@ -25,6 +25,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -56,12 +57,12 @@ class Results:
     def k(self) -> int:
         return self.top.shape[1]
 
-    @property
+    @cached_property
     def confidence(self) -> np.ndarray:
         p = self.top_p[:, 0] if self.k else np.full(len(self), np.nan, np.float32)
         return np.nan_to_num(p, nan=-1.0)
 
-    @property
+    @cached_property
     def margin(self) -> np.ndarray:
         p1 = self.confidence
         if self.k >= 2:
@@ -96,17 +97,6 @@ def _top_width(columns: list[str]) -> int:
     while f"label_{k + 1}" in columns and k < MAX_TOP:
         k += 1
     return k
-
-
-def _row_top(row: dict, k: int, where: str) -> list[tuple[str, float]]:
-    top = []
-    for j in range(1, k + 1):
-        label = displayable(row.get(f"label_{j}") or "")  # a label is text, unlike a file name
-        if label:
-            top.append((label, _probability(row.get(f"probability_{j}"), where)))
-    if not top and row.get("label"):
-        top.append((displayable(row["label"]), _probability(row.get("probability"), where)))
-    return top
 
 
 def _jsonl_rows(path: Path) -> tuple[list[str], list[dict]]:
@@ -171,34 +161,43 @@ def load_results(path: str | os.PathLike[str]) -> Results:
     path = Path(path).expanduser()
     columns, rows = read_rows(path)
     k = max(_top_width(columns), 1)
-    names: dict[str, int] = {}
-    paths, status, errors, label_of, tops = [], [], {}, [], []
-    for number, row in enumerate(rows, start=2):
-        where = f"{path} row {number}"
-        row_status = row.get("status") or "ok"
-        top = _row_top(row, k, where) if row_status == "ok" else []
-        label = displayable(row.get("label") or "") or (top[0][0] if top else "")
-        if row_status != "ok" or not label:
-            row_status = "error"
-            errors[len(paths)] = row.get("error") or "no label"
-        for name in [label, *(t[0] for t in top)] if row_status == "ok" else []:
-            names.setdefault(name, len(names))
-        paths.append(row.get("path") or "")
-        status.append(row_status)
-        label_of.append(label if row_status == "ok" else None)
-        tops.append(top)
-    return _assemble(path, columns, paths, status, errors, label_of, tops, names, k)
-
-
-def _assemble(path, columns, paths, status, errors, label_of, tops, names, k) -> Results:
-    classes = sorted(names)
-    index = {name: i for i, name in enumerate(classes)}
-    n = len(paths)
-    predicted = np.array([index[lab] if lab is not None else -1 for lab in label_of], dtype=np.int32)
+    pairs = [(f"label_{j}", f"probability_{j}") for j in range(1, k + 1)] if "label_1" in columns else []
+    n = len(rows)
+    names: dict[str, int] = {}  # label -> index in order of appearance
+    shown: dict[str, str] = {}  # cell -> label (a label is text, unlike a file name)
+    predicted = np.full(n, -1, dtype=np.int32)
     top = np.full((n, k), -1, dtype=np.int32)
     top_p = np.full((n, k), np.nan, dtype=np.float32)
-    for i, row_top in enumerate(tops):
-        for j, (label, p) in enumerate(row_top[:k]):
-            top[i, j], top_p[i, j] = index[label], p
+    paths, status, errors = [], [], {}
+
+    def index(cell: str) -> int:
+        label = shown.get(cell)
+        if label is None:
+            label = shown[cell] = displayable(cell)
+        return names.setdefault(label, len(names))
+
+    for i, row in enumerate(rows):
+        paths.append(row.get("path") or "")
+        ok = (row.get("status") or "ok") == "ok" and bool(row.get("label") or row.get("label_1"))
+        status.append("ok" if ok else "error")
+        if not ok:
+            errors[i] = row.get("error") or "no label"
+            continue
+        for j, (label_col, p_col) in enumerate(pairs or [("label", "probability")]):
+            cell = row.get(label_col) or ""
+            if cell:
+                top[i, j] = index(cell)
+                top_p[i, j] = _probability(row.get(p_col), f"{path} row {i + 2}")
+        predicted[i] = index(row.get("label") or row["label_1"])
+    return _assemble(path, columns, paths, status, errors, names, predicted, top, top_p)
+
+
+def _assemble(path, columns, paths, status, errors, names, predicted, top, top_p) -> Results:
+    """Renumber the labels in sorted order."""
+    classes = sorted(names)
+    rank = np.empty(len(names) + 1, dtype=np.int32)
+    rank[-1] = -1  # -1 (no label) stays -1
+    for new, name in enumerate(classes):
+        rank[names[name]] = new
     kind = "label" if "status" in columns else "predict"
-    return Results(path, paths, classes, predicted, top, top_p, status, errors, kind, columns)
+    return Results(path, paths, classes, rank[predicted], rank[top], top_p, status, errors, kind, columns)
