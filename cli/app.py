@@ -49,6 +49,7 @@ COMMAND_MODULES = (
     "curves",
     "review",
     "representations",
+    "adapt",
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"fewshot_cli.{_name}").register(app)

@@ -155,10 +155,13 @@ class _Job:
     def run(self, files, progress, encoder_name, metadata):
         from fewshot.run_loop import run_units
 
+        torch.manual_seed(self.config.seed)  # dropout and anything else drawing from the global stream
         task, models = self._task()
         if files is not None:
             task.after_state = lambda: write_log(files.log, task.history)
         run = run_units(task, files, progress)
+        if files is not None:  # a run killed between its last state and log resumes with nothing to run
+            write_log(files.log, task.history)
         source_model, adapted_model = models(task)
         before = evaluate(source_model, self.items, self.labels, self.device)
         after = evaluate(adapted_model, self.items, self.labels, self.device)

@@ -52,7 +52,7 @@ class SelfTraining(NetworkAdapter):
 
 def strong_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """``(B, C, H, W)`` in [0, 1]: random shift (up to 1/8 side), contrast 0.5-1.5, brightness
-    +-0.2, Gaussian noise (std 0.05) and a cut-out square of half the side, zeroed."""
+    +-0.2, Gaussian noise (std 0.05) and a cut-out square of a third of the side, zeroed."""
     b, _, h, w = x.shape
     cpu = x.detach().cpu()
     pad = max(1, h // 8)
@@ -65,7 +65,7 @@ def strong_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     out = (out - mean) * contrast + mean + brightness
     out = out + 0.05 * torch.randn(out.shape, generator=generator)
-    side = max(1, h // 2)
+    side = max(1, h // 3)
     cy = torch.randint(0, h - side + 1, (b,), generator=generator).tolist()
     cx = torch.randint(0, w - side + 1, (b,), generator=generator).tolist()
     for i in range(b):
