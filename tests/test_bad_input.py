@@ -448,8 +448,40 @@ REVIEW_CASES: list[tuple] = [
     ),
 ]
 
+
+AD = ["adapt", "--source", "{ws}/imgs", "--target", "{ws}/imgs", "--device", "cpu"]
+ADAPT_CASES: list[tuple] = [
+    ("adapt-unknown-method", [*AD, "--method", "nope"], 2, "unknown --method 'nope'"),
+    ("adapt-unknown-param", [*AD, "--method", "coral", "-p", "nope=1"], 2, "--param 'nope=1'"),
+    ("adapt-param-not-a-number", [*AD, "--method", "coral", "-p", "eps=abc"], 2, "--param eps=abc"),
+    ("adapt-unknown-validator", [*AD, "--method", "coral", "--select", "nope"], 2, "--select 'nope'"),
+    ("adapt-unknown-keep", [*AD, "--method", "coral", "--keep", "maybe"], 2, "--keep 'maybe'"),
+    ("adapt-unknown-shift", [*AD, "--method", "coral", "--target-shift", "fog"], 2, "unknown shift 'fog'"),
+    ("adapt-out-not-safetensors", [*AD, "--method", "coral", "--out", "{ws}/m.txt"], 2, "--out must end"),
+    ("adapt-epochs-0", [*AD, "--method", "dann", "--epochs", "0"], 2, "--epochs"),
+    (
+        "adapt-different-classes",
+        [*AD[:3], "--target", "digits", "--method", "coral", "--encoder", "conv4", "--image-size", "16"],
+        2,
+        "the source and target have different classes",
+    ),
+    (
+        "adapt-target-no-readable-image",
+        [*AD[:3], "--target", "{ws}/a-file.txt", "--method", "coral"],
+        2,
+        "cannot read",
+    ),
+    (
+        "adapt-batchnorm-method-on-clip",
+        [*AD, "--method", "adabn", "--encoder", "clip", *MICRO[:4]],
+        2,
+        "--method adabn re-estimates BatchNorm statistics and the clip encoder has no BatchNorm layer",
+    ),
+]
+
 CASES = COMMON_CASES + LABEL_CASES + INDEX_CASES + TRAIN_CASES + EVAL_CASES + TRANSFER_CASES + CONTINUAL_CASES
 CASES += REVIEW_CASES
+CASES += ADAPT_CASES
 
 
 @pytest.fixture(scope="module")

@@ -120,8 +120,15 @@ def run_adapt(request: AdaptRequest) -> dict[str, Any]:
 
 
 def _source_and_items(r: AdaptRequest, device):
-    """The encoder and the labelled source items prepared for it (as `fewshot finetune` does)."""
+    """The encoder and the labelled source items prepared for it (as `fewshot finetune` does);
+    an embedding file's features come with the identity encoder (frozen-feature methods)."""
+    from fewshot.data.loading import is_embedding_file
     from fewshot.workflows.finetune import FinetuneRequest, _source_and_items
+
+    if is_embedding_file(r.source) and r.encoder in (None, "identity"):
+        from fewshot.build import embedding_source
+
+        return embedding_source(r.source, r.source_subset, r.split, r.seed)
 
     fields = {
         "data": r.source, "encoder": r.encoder, "split": r.split, "subset": r.source_subset,
@@ -135,8 +142,12 @@ def _source_and_items(r: AdaptRequest, device):
 
 def _target_items(r: AdaptRequest, source):
     from fewshot.build import load_for_encoder
+    from fewshot.data.loading import is_embedding_file, load_dataset
 
-    items = load_for_encoder(source, r.target, r.target_subset, r.split, r.data_dir, r.seed)
+    if is_embedding_file(r.target) and source.name == "identity":
+        items = load_dataset(r.target, r.target_subset, r.split, seed=r.seed)
+    else:
+        items = load_for_encoder(source, r.target, r.target_subset, r.split, r.data_dir, r.seed)
     if len(items) == 0:
         raise FewshotError(f"--target {r.target} holds no readable image")
     if r.target_shift is not None:
