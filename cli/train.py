@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -100,6 +101,15 @@ TrainVal = Annotated[
     ),
 ]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors).")]
+Nproc = Annotated[
+    int,
+    typer.Option(
+        "--nproc",
+        min=1,
+        help="Processes (torch.distributed, gloo on CPU, nccl on GPUs); each takes "
+        "part of every meta-batch. Or launch with: torchrun --nproc-per-node N -m fewshot train ...",
+    ),
+]
 Resume = Annotated[
     bool,
     typer.Option(
@@ -146,6 +156,7 @@ def train_command(
     within_group: WithinGroup = False,
     skip_small_groups: SkipSmallGroups = False,
     variable_episodes: VariableEpisodes = False,
+    nproc: Nproc = 1,
     progress: Progress = None,
     as_json: AsJson = False,
 ) -> None:
@@ -154,7 +165,8 @@ def train_command(
 
     settings = {k: v for k, v in ctx.params.items() if k != "as_json"}
     result, validated = meta_train(TrainRequest(**settings))
-    _report(result, validated, as_json)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group
+        _report(result, validated, as_json)
 
 
 def _report(result, validated: bool, as_json: bool) -> None:

@@ -77,6 +77,7 @@ class RunTask:
     total: int = 1  # units in a whole run
     patience: int = 0  # validations without improvement before stopping; 0 = never stop early
     device: torch.device = torch.device("cpu")
+    writes: bool = True  # False: a rank of a process group other than 0 (reads the state, writes nothing)
 
     def run_unit(self, index: int) -> None:
         """Train unit `index` (0-based)."""
@@ -161,15 +162,16 @@ def _round(task: RunTask, files: RunFiles | None, run: RunProgress, done: int) -
     """Validate after `done` units; keep the best; stop early; write the state (the commit)."""
     run.done = done
     score = task.validate(done)
+    writes = files is not None and task.writes
     if score > run.best_score:
         run.best_score, run.best, run.bad_rounds = score, done, 0
-        task.keep_best(None if files is None else files.out, done, score)
-        if files is not None:
+        task.keep_best(files.out if writes else None, done, score)
+        if writes:
             crash_point(f"{task.command}.checkpoint")
     else:
         run.bad_rounds += 1
     run.stopped_early = bool(task.patience and run.bad_rounds >= task.patience)
-    if files is not None:
+    if writes:
         save_state(files.state, task.state(run), task.device)
         crash_point(f"{task.command}.state")
         task.after_state()

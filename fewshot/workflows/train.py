@@ -47,6 +47,7 @@ class TrainRequest:
     skip_small_groups: bool = False
     variable_episodes: bool = False  # ways and shots are then the most
     rotations: bool | None = None  # None: the split's default
+    nproc: int = 1  # processes (torch.distributed); each takes part of every meta-batch
 
     def episode_options(self) -> dict[str, bool]:
         """How the training episodes are drawn (`fewshot.episode_draws.episode_options`)."""
@@ -93,7 +94,6 @@ def meta_train(request: TrainRequest):
     from fewshot.data.loading import load_train_val
     from fewshot.encoders import ENCODERS
     from fewshot.runs import check_output_file
-    from fewshot.training import train
     from fewshot.workflows.episodes import check_episodes, rotated_split
 
     r = request
@@ -102,6 +102,11 @@ def meta_train(request: TrainRequest):
     cls = check_trainable(r.method)
     ways = r.ways or cls.default_train_ways
     check_output_file(r.out, "--out")
+    if r.nproc > 1:
+        from fewshot.scale.dist_training import check_launch, launch
+
+        check_launch(r, cls)
+        return launch(meta_train, r, r.nproc)
     split = rotated_split(r.dataset, r.split, r.rotations)
     train_data, val_data = load_train_val(r.dataset, split, r.trainval, r.data_dir, r.image_size, r.seed)
     check_episodes(train_data, ways, r.shots, r.queries, r.seed, **r.episode_options())
@@ -115,7 +120,7 @@ def meta_train(request: TrainRequest):
         )
     config = _config(r, learner, ways, val_data)
     meta = learner_metadata(r.method, r.encoder, learner)
-    result = train(
+    result = _trainer()(
         learner,
         train_data,
         r.out,
@@ -126,6 +131,21 @@ def meta_train(request: TrainRequest):
         progress=r.progress,
     )
     return result, val_data is not None
+
+
+def _trainer():
+    """`fewshot.training.train`, or its distributed form under a launcher (torchrun)."""
+    from functools import partial
+
+    from fewshot.scale.distributed import ranks_from_env
+    from fewshot.training import train
+
+    ranks = ranks_from_env()
+    if ranks is None:
+        return train
+    from fewshot.scale.dist_training import train_distributed
+
+    return partial(train_distributed, ranks)
 
 
 def _config(r: TrainRequest, learner, ways: int, val_data):
