@@ -73,6 +73,14 @@ SaveEpisodes = Annotated[
 SkipSmall = Annotated[
     bool, typer.Option("--skip-small-classes", help="Leave out classes with fewer than shots+queries items.")
 ]
+GroupLevel = Annotated[
+    int | None,
+    typer.Option(
+        "--group-level",
+        min=1,
+        help="Also report accuracy per group of classes: the first N folders of the class path.",
+    ),
+]
 TableOrJson = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
 
 
@@ -103,6 +111,7 @@ def eval_command(
     within_group: WithinGroup = False,
     skip_small_groups: SkipSmallGroups = False,
     variable_episodes: VariableEpisodes = False,
+    group_level: GroupLevel = None,
     as_json: TableOrJson = False,
     progress: Progress = None,
 ) -> None:
@@ -138,6 +147,7 @@ def _report(r, outcome) -> dict:
         "seed": None if r.episode_file else r.seed,
         "episode_file": str(r.episode_file) if r.episode_file else None,
         "seconds": result.seconds,
+        **result.classes,  # per_class, worst_class (per_group, worst_group with --group-level)
     }
 
 
@@ -156,6 +166,9 @@ def _table(r, outcome) -> str:
         ("accuracy", f"{100 * result.mean:.2f}% +- {100 * result.ci95:.2f}% (95% CI)"),
         ("time", f"{result.seconds:.2f} s ({episode_rate(result.n_episodes, result.seconds)} episodes/s)"),
     ]
+    from fewshot.class_accuracy import worst_lines
+
+    rows += [("classes", line) for line in worst_lines(result.classes)]
     return "\n".join(f"{name:<9} {value}" for name, value in rows)
 
 

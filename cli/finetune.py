@@ -12,7 +12,8 @@ from fewshot_cli.train import positive
 STRATEGY_HELP = (
     "full: train everything; partial: freeze the first --freeze blocks; gradual: head first, then "
     "one more block every --unfreeze-every epochs; linear-probe / simpleshot: frozen encoder, "
-    "no training loop."
+    "no training loop; coop / clap / zs-lp / lp++ / clip-lora (--encoder clip): CLIP adapted on "
+    "the items, class folder names as prompts, saved as a linear head."
 )
 
 
@@ -90,6 +91,12 @@ Resume = Annotated[
         "--restart deletes it and starts over.",
     ),
 ]
+GroupLevel = Annotated[
+    int | None,
+    typer.Option(
+        "--group-level", min=1, help="Also report accuracy per group: the first N folders of the class path."
+    ),
+]
 
 
 def finetune_command(
@@ -120,6 +127,7 @@ def finetune_command(
     data_dir: DataDir = None,
     resume: Resume = True,
     progress: Progress = None,
+    group_level: GroupLevel = None,
     as_json: AsJson = False,
 ) -> None:
     """Fine-tune an encoder plus a new head on labelled data; write a classifier for `fewshot predict`."""
@@ -133,7 +141,9 @@ def finetune_command(
 
         typer.echo(json.dumps(json_safe(report), allow_nan=False))
     else:
-        typer.echo(_summary(report))
+        from fewshot.class_accuracy import worst_lines
+
+        typer.echo("\n".join([_summary(report), *worst_lines(report)]))
 
 
 def _summary(r: dict) -> str:

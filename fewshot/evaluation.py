@@ -47,6 +47,8 @@ class EvalResult:
     seconds: float = 0.0
     within_group: bool = False
     variable: bool = False  # ways and shots are then the most an episode had
+    #: per-class and worst-class accuracy over every query (`fewshot.class_accuracy`)
+    classes: dict = field(default_factory=dict, repr=False)
 
     def as_dict(self, per_episode: bool = False) -> dict[str, Any]:
         out = asdict(self)
@@ -63,7 +65,7 @@ def confidence_interval_95(accuracies: np.ndarray | list[float]) -> float:
     return float(1.96 * values.std() / math.sqrt(values.size))
 
 
-def _result(per_episode: np.ndarray, sampler, seconds: float) -> EvalResult:
+def _result(per_episode: np.ndarray, sampler, seconds: float, classes: dict | None = None) -> EvalResult:
     return EvalResult(
         mean=float(per_episode.mean()),
         ci95=confidence_interval_95(per_episode),
@@ -75,6 +77,7 @@ def _result(per_episode: np.ndarray, sampler, seconds: float) -> EvalResult:
         seconds=round(seconds, 3),
         within_group=bool(sampler.within_group),
         variable=bool(sampler.variable),
+        classes=classes or {},
     )
 
 
@@ -126,7 +129,9 @@ def _labels(n: int, per_class: int, device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar, class_names=None) -> np.ndarray:
+def _evaluate_cached(
+    learner, embeddings: torch.Tensor, sampler, bar, class_names=None, tally=None
+) -> np.ndarray:
     """Per-episode accuracy over cached embeddings ``(n_items, d)``."""
     device = embeddings.device
     accuracies = np.zeros(len(sampler))
@@ -141,22 +146,27 @@ def _evaluate_cached(learner, embeddings: torch.Tensor, sampler, bar, class_name
                 logits = learner.batch_logits_embeddings(
                     embeddings[support], embeddings[query.reshape(b, -1)]
                 )  # (B, N*Q, N)
-                accuracy = (logits.argmax(-1) == _labels(n, q, device)).float().mean(-1)
+                hits = logits.argmax(-1) == _labels(n, q, device)
+                accuracy = hits.float().mean(-1)
             else:
                 _set_episode_classes(learner, class_names, block.class_ids)
                 # episode labels are 0..N-1 already: no per-episode label mapping or input check
                 learner._fit_embeddings(embeddings[support.reshape(-1)], _labels(n, k, device))
                 logits = learner.logits_embeddings(embeddings[query.reshape(-1)])
-                accuracy = (logits.argmax(-1) == _labels(n, q, device)).float().mean().reshape(1)
+                hits = (logits.argmax(-1) == _labels(n, q, device)).reshape(1, -1)
+                accuracy = hits.float().mean().reshape(1)
             accuracies[done + positions] = accuracy.cpu().numpy()
+            _tally(tally, block.class_ids, hits, q)
         done += count
         bar.update(count)
     return accuracies
 
 
-def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar, class_names=None) -> np.ndarray:
+def _evaluate_per_episode(
+    learner, data: torch.Tensor, sampler, device, bar, class_names=None, tally=None
+) -> np.ndarray:
     if learner.batches_episodes:
-        return _evaluate_episode_blocks(learner, data, sampler, device, bar)
+        return _evaluate_episode_blocks(learner, data, sampler, device, bar, tally=tally)
     accuracies = []
     for indices in sampler.iter_indices():
         episode = sampler.gather(data, indices).to(device)
@@ -166,12 +176,17 @@ def _evaluate_per_episode(learner, data: torch.Tensor, sampler, device, bar, cla
         with torch.no_grad():
             predictions = learner.logits(episode.query_x).argmax(-1)
         accuracies.append(float((predictions == episode.query_y).float().mean()))
+        if tally is not None:
+            tally.add(
+                np.asarray(indices.class_ids).reshape(-1)[episode.query_y.cpu().numpy()],
+                predictions == episode.query_y,
+            )
         bar.update(1)
     return np.asarray(accuracies)
 
 
 def _evaluate_episode_blocks(
-    learner, data: torch.Tensor, sampler, device, bar, block: int = 32
+    learner, data: torch.Tensor, sampler, device, bar, block: int = 32, tally=None
 ) -> np.ndarray:
     """Learners that adapt (MAML) fit and predict a block of episodes in one call."""
     accuracies = np.zeros(len(sampler))
@@ -186,12 +201,18 @@ def _evaluate_episode_blocks(
                 _labels(n, k, device).expand(b, -1),
                 query_x.reshape(b, n * q, *data.shape[1:]),
             )
-            accuracies[done + positions] = (
-                (predictions == _labels(n, q, device)).float().mean(-1).cpu().numpy()
-            )
+            hits = predictions == _labels(n, q, device)
+            accuracies[done + positions] = hits.float().mean(-1).cpu().numpy()
+            _tally(tally, indices.class_ids, hits, q)
         done += count
         bar.update(count)
     return accuracies
+
+
+def _tally(tally, class_ids, hits: torch.Tensor, q: int) -> None:
+    """Add a block's query hits ``(B, N*Q)`` under the data set's class ids ``(B, N)``."""
+    if tally is not None:
+        tally.add(np.repeat(np.asarray(class_ids).reshape(hits.shape[0], -1), q, axis=1), hits)
 
 
 def _new_sampler(
@@ -239,6 +260,7 @@ def _run_episodes(
     embeddings: torch.Tensor | None,
     batch_size: int | None,
     progress: bool,
+    tally=None,
 ) -> np.ndarray:
     """Per-episode accuracies, on cached embeddings (computed here unless given) or on the items."""
     from tqdm.auto import tqdm
@@ -248,10 +270,10 @@ def _run_episodes(
     names = getattr(data, "class_names", None)
     with tqdm(total=len(sampler), desc="eval", unit="ep", disable=not show_progress(progress)) as bar:
         if not cached:
-            return _evaluate_per_episode(learner, items, sampler, device, bar, names)
+            return _evaluate_per_episode(learner, items, sampler, device, bar, names, tally)
         if embeddings is None:
             embeddings = _embed_used_items(learner.encoder, data.data, sampler, batch_size, progress)
-        return _evaluate_cached(learner, embeddings.to(device), sampler, bar, names)
+        return _evaluate_cached(learner, embeddings.to(device), sampler, bar, names, tally)
 
 
 def evaluate(
@@ -274,6 +296,7 @@ def evaluate(
     within_group: bool = False,
     skip_small_groups: bool = False,
     variable: bool = False,
+    group_level: int | None = None,
 ) -> EvalResult:
     """Evaluate `learner` on N-way K-shot episodes of `data`: an `EvalResult` (mean accuracy,
     ``ci95 = 1.96 * std / sqrt(n)``, per-episode accuracies).
@@ -295,7 +318,11 @@ def evaluate(
             ``ways`` classes instead of refusing them.
         variable: variable-way, variable-shot episodes, ``ways`` and ``shots`` the most (see
             `EpisodeSampler`); they are evaluated grouped by size.
+        group_level: also report accuracy per group of classes, a group being the first
+            ``group_level`` folders of the class path (`fewshot.class_accuracy`).
     """
+    from fewshot.class_accuracy import ClassTally
+
     device = resolve_device(device)
     items, cached = _evaluable_items(learner, data, use_cache)
     if sampler is None:
@@ -307,10 +334,12 @@ def evaluate(
         _save_episodes(sampler, save_episodes)
     learner = learner.to(device).eval()
     started = time.perf_counter()
+    names = list(getattr(data, "class_names", None) or range(int(data.labels.max()) + 1))
+    tally = ClassTally(len(names))
     per_episode = _run_episodes(
-        learner, data, items, sampler, device, cached, embeddings, batch_size, progress
+        learner, data, items, sampler, device, cached, embeddings, batch_size, progress, tally
     )
-    return _result(per_episode, sampler, time.perf_counter() - started)
+    return _result(per_episode, sampler, time.perf_counter() - started, tally.report(names, group_level))
 
 
 __all__ = ["EvalResult", "EpisodeIndices", "confidence_interval_95", "episode_options", "evaluate"]

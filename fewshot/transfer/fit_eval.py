@@ -62,3 +62,27 @@ def fit_and_test(
         encoder, train, config, val_data=test, encoder_name=encoder_name, on_epoch=record, progress=progress
     )
     return FitOutcome(curve[-1][1], model, curve, round(time.perf_counter() - started, 2))
+
+
+@torch.no_grad()
+def predict(model: Any, data: LabeledTensors, device: Any = "cpu", batch_size: int = 256) -> torch.Tensor:
+    """``(n,)`` predicted class ids of a fixed-class `Classifier` on every item of ``data``."""
+    was = model.training
+    model.eval()
+    try:
+        parts = [
+            model.logits(data.data[i : i + batch_size].to(device)).argmax(-1).cpu()
+            for i in range(0, len(data), batch_size)
+        ]
+    finally:
+        model.train(was)
+    return torch.cat(parts)
+
+
+def class_report(
+    model: Any, data: LabeledTensors, device: Any = "cpu", group_level: int | None = None
+) -> dict:
+    """Per-class and worst-class accuracy of ``model`` on ``data`` (`fewshot.class_accuracy`)."""
+    from fewshot.class_accuracy import class_accuracy
+
+    return class_accuracy(predict(model, data, device), data.labels, data.class_names, group_level)

@@ -44,6 +44,7 @@ class EvalRequest:
     skip_small_groups: bool = False
     variable_episodes: bool = False  # ways and shots are then the most
     rotations: bool | None = None  # None: the split's default
+    group_level: int | None = None  # also accuracy per group: the first N folders of the class path
 
 
 @dataclass
@@ -126,6 +127,7 @@ def run_eval(request: EvalRequest) -> EvalOutcome:
         within_group=r.within_group and not r.episode_file,
         skip_small_groups=r.skip_small_groups,
         variable=r.variable_episodes and not r.episode_file,
+        group_level=r.group_level,
     )
     return EvalOutcome(result, meta, learner, split)
 

@@ -39,14 +39,16 @@ class FinetuneRequest:
     data_dir: Path | None = None
     resume: bool = True
     progress: bool | None = None
+    group_level: int | None = None  # also accuracy per group: the first N folders of the class path
 
 
 def strategies() -> tuple[str, ...]:
     """Training strategies, then the frozen-encoder methods fitted without a training loop."""
+    from fewshot.transfer.clip_export import exporting_methods
     from fewshot.transfer.export import FROZEN_STRATEGIES
     from fewshot.transfer.strategies import STRATEGIES
 
-    return tuple(STRATEGIES) + tuple(FROZEN_STRATEGIES)
+    return tuple(STRATEGIES) + tuple(FROZEN_STRATEGIES) + exporting_methods()
 
 
 def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
@@ -76,8 +78,10 @@ def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
         "source_encoder": source.description,
         **provenance,
     }
-    if r.strategy in strategies()[-2:]:
-        report = fit_frozen(source, items, r.strategy, r.val_fraction, r.seed, device, r.out, extra)
+    if r.strategy not in _training_strategies():  # fitted on frozen features, no epochs
+        report = fit_frozen(
+            source, items, r.strategy, r.val_fraction, r.seed, device, r.out, extra, r.group_level
+        )
     else:
         report = _train(source, items, config, r, extra)
     return {
@@ -87,6 +91,12 @@ def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
         **provenance,
         **report,
     }
+
+
+def _training_strategies() -> tuple[str, ...]:
+    from fewshot.transfer.strategies import STRATEGIES
+
+    return tuple(STRATEGIES)
 
 
 def finetune_subset(dataset: str, subset: str) -> str:
@@ -127,9 +137,10 @@ def _config(r: FinetuneRequest):
 
 
 def _train(source, items, config, r: FinetuneRequest, extra: dict) -> dict[str, Any]:
-    from fewshot.transfer.finetune import finetune
+    from fewshot.transfer.finetune import finetune, split_items
+    from fewshot.transfer.fit_eval import class_report
 
-    _, result = finetune(
+    model, result = finetune(
         source.encoder,
         items,
         config,
@@ -145,16 +156,23 @@ def _train(source, items, config, r: FinetuneRequest, extra: dict) -> dict[str, 
         "epochs_done": len(result.history),
         "stopped_early": result.stopped_early,
         "checkpoint": str(result.checkpoint),
+        # the best model on the validation items finetune held out (the same seeded split)
+        **class_report(
+            model, split_items(items, config.val_fraction, config.seed)[1], config.device, r.group_level
+        ),
     }
 
 
-def fit_frozen(source, items, strategy, val_fraction, seed, device, out, extra) -> dict[str, Any]:
+def fit_frozen(
+    source, items, strategy, val_fraction, seed, device, out, extra, group_level=None
+) -> dict[str, Any]:
     """linear-probe / simpleshot on the whole set: one atomic write under the --out lock."""
     from fewshot.checkpoints import save_checkpoint
     from fewshot.locking import exclusive_lock
     from fewshot.runs import RunFiles
     from fewshot.transfer.export import fit_frozen_classifier
     from fewshot.transfer.finetune import accuracy, split_items
+    from fewshot.transfer.fit_eval import class_report
     from fewshot.transfer.sources import classifier_metadata
 
     train_items, val_items = split_items(items, val_fraction, seed)
@@ -176,4 +194,5 @@ def fit_frozen(source, items, strategy, val_fraction, seed, device, out, extra) 
         "epochs_done": 0,
         "val_items": len(val_items),
         "checkpoint": str(out),
+        **class_report(model, val_items, device, group_level),
     }
