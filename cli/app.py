@@ -50,6 +50,7 @@ COMMAND_MODULES = (
     "review",
     "representations",
     "adapt",
+    "embed",
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"fewshot_cli.{_name}").register(app)

@@ -20,6 +20,26 @@ index_app = typer.Typer(
 
 IndexDir = Annotated[Path, typer.Argument(help="Index directory (written by `fewshot index build`).")]
 Images = Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")]
+BuildImages = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Image files or folders (searched recursively); none with --from-embeddings."),
+]
+FromEmbeddings = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-embeddings", help="Build from the Parquet shards `fewshot embed` wrote, not images."
+    ),
+]
+Shards = Annotated[int, typer.Option("--shards", help="--from-embeddings: shards added in parallel.")]
+Layout = Annotated[
+    str,
+    typer.Option(
+        "--layout", help="--from-embeddings: ondisk (one merged IVF index) or shards (served together)."
+    ),
+]
+Engine = Annotated[
+    str, typer.Option("--engine", help="--from-embeddings: local, or ray (a Ray task per shard).")
+]
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="Directory to write the index to.")]
 Model = Annotated[
     str | None, typer.Option("--model", help="CLIP architecture (default: the encoder's, ViT-B-32).")
@@ -56,8 +76,8 @@ def _options(parameters: dict) -> tuple[dict, bool]:
 
 
 def build_command(
-    images: Images,
     out: OutDir,
+    images: BuildImages = None,
     model: Model = None,
     pretrained: Pretrained = None,
     encoder: Encoder = "clip",
@@ -68,21 +88,48 @@ def build_command(
     workers: Workers = None,
     device: Device = "auto",
     progress: Progress = None,
+    from_embeddings: FromEmbeddings = None,
+    shards: Shards = 4,
+    layout: Layout = "ondisk",
+    engine: Engine = "local",
     as_json: AsJson = False,
 ) -> None:
-    """Embed every image under IMAGES and save a searchable index to --out.
+    """Embed every image under IMAGES and save a searchable index to --out (or build it from
+    --from-embeddings: trained once, --shards added in parallel, merged).
 
     One writer at a time: a second build or add on the same --out is refused (lock
     ``<out>.lock``). A build killed at any point leaves --out as it was (or without an index);
     run it again.
     """
     options, as_json = _options(locals())
+    sharded = {k: options.pop(k) for k in ("from_embeddings", "shards", "layout", "engine")}
+    if sharded["from_embeddings"] is not None or not images:
+        _build_from_embeddings(images, options, sharded, as_json)
+        return
     from fewshot.workflows.index import build_index
 
     s = build_index(**options, warn=_skipped)
     text = (
         f"indexed {s['added']} images into {out} ({factory}, {metric}, {s['dim']}-d); "
         f"{s['unreadable']} unreadable file(s) skipped"
+    )
+    typer.echo(json.dumps(s, allow_nan=False) if as_json else text)
+
+
+def _build_from_embeddings(images, options: dict, sharded: dict, as_json: bool) -> None:
+    from fewshot.errors import FewshotError
+    from fewshot.workflows.embed import index_from_embeddings
+
+    if sharded["from_embeddings"] is None:
+        raise FewshotError("give IMAGES, or --from-embeddings DIR")
+    if images:
+        raise FewshotError("--from-embeddings replaces IMAGES: give one of them")
+    s = index_from_embeddings(
+        sharded.pop("from_embeddings"), options["out"], factory=options["factory"], metric=options["metric"],
+        overwrite=options["overwrite"], **sharded,
+    )  # fmt: skip
+    text = (
+        f"indexed {s['items']} vectors into {s['index']} ({s['factory']}, {s['layout']}, {s['shards']} parts)"
     )
     typer.echo(json.dumps(s, allow_nan=False) if as_json else text)
 
