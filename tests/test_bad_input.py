@@ -483,6 +483,27 @@ CASES = COMMON_CASES + LABEL_CASES + INDEX_CASES + TRAIN_CASES + EVAL_CASES + TR
 CASES += REVIEW_CASES
 CASES += ADAPT_CASES
 
+EMB = ["embed", "{ws}/imgs", "--out", "{ws}/emb"]
+FROM = ["index", "build", "--from-embeddings", "{ws}/imgs", "--out", "{ws}/ix"]
+SCALE_CASES: list[tuple] = [
+    ("embed-bad-engine", [*EMB, "--engine", "spark"], 2, "--engine 'spark': choose one of local, ray"),
+    ("embed-actors-without-ray", [*EMB, "--actors", "2"], 2, "--actors applies to --engine ray only"),
+    ("embed-shard-size-0", [*EMB, "--shard-size", "0"], 2, "--shard-size"),
+    ("embed-missing-source", ["embed", "{ws}/nope", "--out", "{ws}/emb"], 2, "does not exist"),
+    ("embed-out-is-a-file", ["embed", "{ws}/imgs", "--out", "{ws}/a-file.txt"], 2, "is not a directory"),
+    ("index-from-not-embeddings", FROM, 2, "holds no embeddings"),
+    ("index-from-embeddings-and-images", [*FROM, "{ws}/imgs"], 2, "--from-embeddings replaces IMAGES"),
+    ("index-from-bad-layout", [*FROM, "--layout", "flat"], 2, "--layout 'flat'"),
+    ("index-build-nothing", ["index", "build", "--out", "{ws}/ix"], 2, "give IMAGES, or --from-embeddings"),
+    (
+        "train-nproc-meta-batch-1",
+        ["train", "--nproc", "2", "--steps", "1", "--device", "cpu", "--out", "{ws}/m.safetensors"],
+        2,
+        "--meta-batch 1 cannot be shared by 2 processes",
+    ),
+]
+CASES += SCALE_CASES
+
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
