@@ -1,8 +1,8 @@
 """The linear head of the frozen-feature methods, and target maps folded into it.
 
-`fit_linear_head` is multinomial logistic regression on standardised features, full batch
-with L-BFGS from zero weights (deterministic: the same features give the same head); the
-standardisation and a method's affine target map are folded into one ``(W, b)`` on the raw
+`fit_linear_head` is multinomial logistic regression on centred features scaled to unit mean
+variance, full batch with L-BFGS from zero weights (deterministic: the same features give the
+same head); the scaling and a method's affine target map are folded into one ``(W, b)`` on the raw
 encoder features, so the adapted model is an ordinary `Classifier`.
 """
 
@@ -19,7 +19,10 @@ def fit_linear_head(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``(n, k)``, labels ``(n,)`` -> ``W (C, k)``, ``b (C,)`` of ``logits = z W^T + b``."""
     z = z.detach().double()
-    mean, std = z.mean(0), z.std(0).clamp_min(1e-6)
+    # one scale for every feature: per-feature scaling would blow up the low-variance
+    # directions (noise after a subspace projection) that the head then overfits
+    mean = z.mean(0)
+    std = (z - mean).pow(2).sum(1).mean().sqrt().clamp_min(1e-6) / z.shape[1] ** 0.5
     x = (z - mean) / std
     w = torch.zeros(n_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
