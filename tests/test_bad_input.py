@@ -193,6 +193,7 @@ TRAIN_CASES: list[tuple] = [
     ("finetune-freeze-negative", [*FT, "--freeze", "-1"], 2, "--freeze"),
     ("finetune-unfreeze-every-0", [*FT, "--unfreeze-every", "0"], 2, "--unfreeze-every"),
     ("finetune-seed-negative", [*FT, "--seed", "-1"], 2, "--seed"),
+    ("finetune-cocoop-no-linear-head", [*FT, "--strategy", "cocoop"], 2, "unknown strategy 'cocoop'"),
     (
         "finetune-image-size-8",
         ["finetune", "{ws}/imgs", "--encoder", "conv4", "--image-size", "8"],
@@ -253,6 +254,7 @@ TRAIN_CASES: list[tuple] = [
 IMGS = ["--dataset", "{ws}/imgs", "--subset", "all"]
 EVAL_CASES: list[tuple] = [
     ("eval-ways-1", ["eval", "--ways", "1"], 2, "--ways"),
+    ("eval-coop-not-clip", ["eval", "--method", "coop", "--dataset", "digits"], 2, "needs --encoder clip"),
     ("eval-too-many-ways", ["eval", *IMGS, "--ways", "4", "--queries", "1"], 2, "use --ways 3 or fewer"),
     (
         "eval-small-class-by-name",

@@ -123,6 +123,9 @@ class FewShotLearner(nn.Module):
     #: An ``ADAPTIVE`` learner that `fewshot compare` runs when named in ``--methods`` (fitted
     #: episode by episode on the raw items; CLIP-LoRA). Never among compare's default methods.
     compare_adaptive: bool = False
+    #: Defines ``classifier_weights()``: its fitted model is a linear head on L2-normalised
+    #: features, so `fewshot finetune --strategy NAME` saves it as a `Classifier` (CoOp, LP++).
+    exports_classifier: bool = False
     #: How this learner is fitted, for the not-fitted message.
     fit_signature: str = "fit(support_x, support_y)"
     #: The optional hooks this class defines (set by ``__init_subclass__``, never by hand).

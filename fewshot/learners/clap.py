@@ -51,6 +51,7 @@ class Clap(ClipTuned):
     """
 
     compare_rank = 13
+    exports_classifier = True
 
     def __init__(
         self,

@@ -51,6 +51,7 @@ class ClipLoRA(ZeroShot):
     kind = ADAPTIVE
     needs_clip_towers = True
     compare_adaptive = True
+    exports_classifier = True
     compare_rank = 30
 
     fit = FewShotLearner.fit  # a support set is required

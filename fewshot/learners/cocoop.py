@@ -37,6 +37,8 @@ class CoCoOp(CoOp):
     """
 
     compare_rank = 11
+    exports_classifier = False  # prompts per image: no linear head
+    method_name = "cocoop"
 
     def __init__(
         self,

@@ -47,6 +47,8 @@ class CoOp(ClipTuned):
     """
 
     needs_clip_towers = True
+    exports_classifier = True
+    method_name = "coop"  # for messages
     compare_rank = 10
 
     def __init__(
@@ -65,7 +67,7 @@ class CoOp(ClipTuned):
         self.context, self.n_ctx, self.init = context, int(n_ctx), init
         self.epochs = None if epochs is None else int(epochs)
         self.lr, self.batch_size, self.seed = float(lr), int(batch_size), int(seed)
-        self.tower = PromptTower(encoder, type(self).__name__)
+        self.tower = PromptTower(encoder, self.method_name)
         self.ctx_: nn.Parameter | None = None
         self.text_features_: torch.Tensor | None = None
 

@@ -54,6 +54,7 @@ class LPPlusPlus(ClipTuned):
     """
 
     compare_rank = 15
+    exports_classifier = True
 
     def __init__(
         self,

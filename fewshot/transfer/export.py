@@ -33,6 +33,10 @@ def fit_frozen_classifier(
         data: labelled items ``(n, ...)``; every class becomes one output.
         embeddings: ``(n, d)`` precomputed embeddings of ``data`` (skips encoding).
     """
+    from fewshot.transfer.clip_export import exporting_methods, fit_exported_classifier
+
+    if method in exporting_methods():  # CoOp, ZS-LP/CLAP, LP++, CLIP-LoRA: fitted, then a linear head
+        return fit_exported_classifier(encoder, data, method, batch_size)
     if method not in FROZEN_STRATEGIES:
         raise FewshotError(f"unknown frozen method {method!r}: choose one of {', '.join(FROZEN_STRATEGIES)}")
     z = encoder.encode_batched(data.data, batch_size) if embeddings is None else embeddings

@@ -63,7 +63,7 @@ def check_methods(names: list[str]) -> None:
     runs = [n for n in LEARNERS.names() if comparable(LEARNERS.get(n))]
     for name in names:
         cls = LEARNERS.get(name)  # unknown names fail here, with the list of choices
-        if not comparable(cls):
+        if not (comparable(cls) or cls.compare_adaptive):  # CLIP-LoRA: only when named
             kind = "is a fixed-class model" if cls.fixed_classes else "adapts its encoder"
             raise FewshotError(
                 f"--methods {name}: {name} {kind}, and compare runs frozen-encoder methods only "

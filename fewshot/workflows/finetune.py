@@ -44,10 +44,11 @@ class FinetuneRequest:
 
 def strategies() -> tuple[str, ...]:
     """Training strategies, then the frozen-encoder methods fitted without a training loop."""
+    from fewshot.transfer.clip_export import exporting_methods
     from fewshot.transfer.export import FROZEN_STRATEGIES
     from fewshot.transfer.strategies import STRATEGIES
 
-    return tuple(STRATEGIES) + tuple(FROZEN_STRATEGIES)
+    return tuple(STRATEGIES) + tuple(FROZEN_STRATEGIES) + exporting_methods()
 
 
 def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
         "source_encoder": source.description,
         **provenance,
     }
-    if r.strategy in strategies()[-2:]:
+    if r.strategy not in _training_strategies():  # fitted on frozen features, no epochs
         report = fit_frozen(
             source, items, r.strategy, r.val_fraction, r.seed, device, r.out, extra, r.group_level
         )
@@ -90,6 +91,12 @@ def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
         **provenance,
         **report,
     }
+
+
+def _training_strategies() -> tuple[str, ...]:
+    from fewshot.transfer.strategies import STRATEGIES
+
+    return tuple(STRATEGIES)
 
 
 def finetune_subset(dataset: str, subset: str) -> str:
