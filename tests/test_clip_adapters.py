@@ -183,3 +183,31 @@ def test_clap_multipliers_follow_zero_shot_confidence():
     multipliers = class_adaptive_multipliers(logits, labels)
     p = torch.tensor([4.0, 0.0]).softmax(0)
     torch.testing.assert_close(multipliers, torch.stack([(p[0] + p[1]) / 2, p[1]]))
+
+
+def test_compare_runs_the_clip_methods_on_the_same_episodes(tmp_path):
+    """`compare_methods` with an EMBEDDING learner (CoOp) and CLIP-LoRA (ADAPTIVE, named), one plot."""
+    from fewshot.data.tensors import LabeledTensors
+    from fewshot.transfer.compare import compare_methods, episode_files_for, format_table, plot_rows
+    from fewshot.workflows.compare import check_methods, default_methods
+
+    check_methods(["coop", "clip-lora"])  # clip-lora may be named ...
+    assert "clip-lora" not in default_methods(True) and "coop" in default_methods(True)  # ... not by default
+    encoder = micro_clip()
+    support, labels, query, query_labels = image_task(encoder, shots=4, queries=4)
+    data = LabeledTensors(torch.cat([support, query]), torch.cat([labels, query_labels]), list(CLASS_NAMES))
+    files = episode_files_for(data.labels, [1, 2], 3, 3, 2, 0, tmp_path)
+    learners = {name: create_learner(name, encoder, **FAST_COMPARE[name]) for name in FAST_COMPARE}
+    rows = compare_methods(learners, data, files, "cpu", progress=False)
+    assert [(r.method, r.shots) for r in rows] == [
+        ("coop", 1),
+        ("coop", 2),
+        ("clip-lora", 1),
+        ("clip-lora", 2),
+    ]
+    assert all(0 <= r.mean <= 1 and r.n_episodes == 2 for r in rows)
+    assert "clip-lora" in format_table(rows)
+    assert plot_rows(rows, tmp_path / "p.png").stat().st_size > 0
+
+
+FAST_COMPARE = {"coop": {"epochs": 2}, "clip-lora": {"iterations_per_shot": 2}}
