@@ -143,3 +143,24 @@ def test_frozen_feature_methods_fix_the_shift_they_are_meant_for(method, kind, p
     head = fold(fit_linear_head(adapter.source_features(zs), ys, 3), adapter.target_map())
     after = float((head_logits(head, zt).argmax(-1) == yt).float().mean())
     assert after > before + 0.2 and after > 0.9, (before, after)
+
+
+def test_domain_adapter_follows_the_learner_conventions(tmp_path):
+    from fewshot.adapt.estimator import DomainAdapter
+    from fewshot.encoders.base import IdentityEncoder
+    from fewshot.errors import NotFittedError
+    from fewshot.model_loading import load_learner
+
+    zs, ys = _blobs(0)
+    zt = _shifted("scale", _blobs(0)[0])
+    adapter = DomainAdapter(IdentityEncoder(6), "coral", params={"eps": 1.0}, device="cpu")
+    with pytest.raises(NotFittedError):
+        adapter.predict(zt)
+    labels = ys * 7 + 3  # any integer labels
+    assert adapter.fit(zs, labels, zt, target_y=labels) is adapter
+    assert adapter.classes_.tolist() == [3, 10, 17]
+    assert float((adapter.predict(zt) == labels).float().mean()) > 0.9
+    assert adapter.result_.adapted.accuracy > adapter.result_.source_only.accuracy
+    assert adapter.predict_proba(zt).shape == (180, 3)
+    model, meta = load_learner(adapter.save(tmp_path / "a.safetensors", "identity"))
+    assert meta["adapt"]["method"] == "coral" and torch.equal(model.logits(zt), adapter.logits(zt))

@@ -10,7 +10,8 @@ importing it, as the learners are):
 
 `fewshot.adapt.selection` scores a model on unlabelled target data (entropy, information
 maximisation, SND) to choose hyperparameters and checkpoints without target labels;
-`fewshot.adapt.run` runs a method inside the run machinery (`fewshot.run_loop`).
+`fewshot.adapt.run.adapt` runs a method inside the run machinery (`fewshot.run_loop`);
+`fewshot.adapt.estimator.DomainAdapter` wraps it in the learners' fit/predict shape.
 """
 
 from __future__ import annotations
