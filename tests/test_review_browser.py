@@ -128,6 +128,11 @@ def test_keyboard_review_survives_a_reload_and_exports(browser, server):
     field.send_keys("<img src=x onerror=alert(1)>", Keys.ENTER)
     _decided(browser, rows[2], "corrected")
     assert _state(browser, rows[2])[1] == "<img src=x onerror=alert(1)>"  # shown as text
+    reviewed = sum(
+        int(a.text.split()[-1].split("/")[0])
+        for a in browser.find_elements(By.CSS_SELECTOR, ".labels a[data-label]")
+    )
+    assert reviewed == 3  # the sidebar's per-label counts follow the decisions
     _press(browser, "s")
     _decided(browser, rows[3], "skipped")
     _press(browser, "u")  # undo the skip

@@ -203,7 +203,12 @@ class ReviewApp:
 
     def _done(self, record: dict, rows) -> Response:
         return JSONResponse(
-            {"id": record["id"], "rows": self._changed(rows), "summary": self.session.state.summary()}
+            {
+                "id": record["id"],
+                "rows": self._changed(rows),
+                "summary": self.session.state.summary(),
+                "counts": self.session.state.counts(),
+            }
         )
 
     async def undo(self, request: Request) -> Response:

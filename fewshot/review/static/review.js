@@ -28,6 +28,7 @@
       throw new Error(data.error || response.statusText);
     }
     if (data.summary) summary(data.summary);
+    if (data.counts) counts(data.counts);
     return data;
   }
 
@@ -37,6 +38,14 @@
       if (el) el.textContent = s[key];
     }
     lastSeen = s.last_id;
+  }
+
+  function counts(entries) {
+    const links = Array.from(document.querySelectorAll(".labels a[data-label]"));
+    for (const entry of entries) {
+      const link = links.find((a) => a.dataset.label === entry.label);
+      if (link) link.querySelector(".count").textContent = `${entry.reviewed}/${entry.count}`;
+    }
   }
 
   function update(row) {
