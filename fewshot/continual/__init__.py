@@ -1,7 +1,6 @@
 """Continual learning: streams of experiences (`scenarios`), strategies that learn them one by
 one (one file each, listed in the `STRATEGIES` registry), the trainer on the run machinery
-(`trainer`), the metrics of the accuracy matrix (`metrics`) and multi-task training
-(`multitask`)."""
+(`trainer`), the metrics of the accuracy matrix (`metrics`)."""
 
 from __future__ import annotations
 
