@@ -278,7 +278,7 @@ EVAL_CASES: list[tuple] = [
         "eval-dataset-missing",
         ["eval", "--dataset", "bad/", "--ways", "2"],
         2,
-        "neither a named data set (digits, fashion-mnist, omniglot) nor an existing",
+        "neither a named data set (digits, fashion-mnist, omniglot, rendered-digits) nor an existing",
     ),
     ("eval-dataset-not-embeddings", ["eval", "--dataset", "{ws}/feats.npz"], 2, "not an embedding file"),
     ("eval-episode-file-not-npz", ["eval", "--episode-file", "{ws}/a-file.txt"], 2, "not an .npz archive"),

@@ -101,16 +101,7 @@ def test_what_is_fitted_never_depends_on_items_outside_the_support_sets(name):
     assert first.n_episodes == second.n_episodes == 2
 
 
-#: Their BatchNorm normalises the queries with the query batch's statistics (maml.py's docstring
-#: says so: "transductive") but the class does not declare ``transductive = True`` as Reptile does.
-UNDECLARED = {"maml", "fomaml", "anil"}
-INDUCTIVE = [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="query-batch BatchNorm, not flagged"))
-    if n in UNDECLARED
-    else n
-    for n in FITTED
-    if not LEARNERS.get(n).transductive
-]
+INDUCTIVE = [n for n in FITTED if not LEARNERS.get(n).transductive]
 
 
 @pytest.mark.parametrize("name", INDUCTIVE)

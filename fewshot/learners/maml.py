@@ -71,6 +71,7 @@ class MAML(MetaBatching, FewShotLearner):
     """
 
     kind = ADAPTIVE
+    transductive = True  # query-batch BatchNorm statistics (see the module docstring)
     default_train_ways = 5
 
     def __init__(
