@@ -170,9 +170,11 @@ def plot_rows(rows: list[CompareRow], path: str | Path, title: str = "") -> Path
         ) from err
     from fewshot.fileio import atomic_write_bytes
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, ax = plt.subplots(figsize=(8.0, 4.4), dpi=120)
     shots = sorted({r.shots for r in rows})
     methods = list(dict.fromkeys(r.method for r in rows))
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: no two methods share one
+    transductive = {r.method for r in rows if r.transductive}
     for i, method in enumerate(methods):
         mine = sorted((r for r in rows if r.method == method), key=lambda r: r.shots)
         dodge = 2 ** (0.04 * (i - (len(methods) - 1) / 2))  # side by side, so error bars stay visible
@@ -183,7 +185,9 @@ def plot_rows(rows: list[CompareRow], path: str | Path, title: str = "") -> Path
             yerr=_clipped_errors(means, [100 * r.ci95 for r in mine]),
             marker="o",
             capsize=3,
-            label=method,
+            color=colours[i % len(colours)],
+            linestyle="--" if method in transductive else "-",
+            label=f"{method} *" if method in transductive else method,
         )
     ax.set_xscale("log", base=2)
     ax.set_xticks(shots)
@@ -191,7 +195,13 @@ def plot_rows(rows: list[CompareRow], path: str | Path, title: str = "") -> Path
     ax.set_xlabel("shots (support items per class)")
     ax.set_ylabel("accuracy (%), 95% CI")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(  # beside the axes, never over the lines
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        title="* transductive" if transductive else None,
+        title_fontsize=8,
+    )
     top = max([100 * (r.mean + r.ci95) for r in rows] + [0.0])
     if top >= 99.0:  # room for the markers at 100%, and no axis beyond it
         ax.set_ylim(top=100.5)
