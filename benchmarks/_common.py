@@ -1,12 +1,14 @@
-"""What the issue #15 benchmarks share: the machine record, class-stratified samples, the JSON
-writer, Markdown tables and a bar plot. Imported by ``benchmarks/bench_fashion_*.py`` and
-``benchmarks/bench_throughput.py`` (run as scripts, so this folder is on ``sys.path``)."""
+"""What the benchmarks share: the machine record, class-stratified samples, the JSON writer,
+Markdown tables, a bar plot and the peer libraries' virtual environments. Imported by the
+``benchmarks/bench_*.py`` scripts (run as scripts, so this folder is on ``sys.path``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -157,3 +159,28 @@ def pyplot():
         print("matplotlib is missing (pip install -e '.[dev]'): no plot")
         return None
     return plt
+
+
+def peer_python(venv: Path, packages: list[str], with_deps: list[str] = ()) -> Path:
+    """The interpreter of a peer library's own virtual environment, created on first use:
+    ``packages`` installed without their dependencies (torch, numpy and friends come from this
+    interpreter's site-packages through a ``.pth`` file, so there is no second copy of torch),
+    then ``with_deps`` (pure-Python packages) with theirs. The peer is never a dependency."""
+    import sysconfig
+
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(purelib, "fewshot_bench_site.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
+    if with_deps:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *with_deps], check=True)
+    return python

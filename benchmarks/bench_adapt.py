@@ -184,22 +184,9 @@ def shift_table(result: dict) -> str:
 
 
 def skada_python() -> Path:
-    python = VENV / "bin" / "python"
-    if python.exists():
-        return python
-    import sysconfig
+    import _common
 
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    Path(purelib, "fewshot_bench_site.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "skada==0.6.0"], check=True)
-    return python
+    return _common.peer_python(VENV, ["skada==0.6.0"])
 
 
 def skada_worker(features: str, out: str) -> None:

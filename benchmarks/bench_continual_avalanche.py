@@ -30,23 +30,11 @@ WITH_DEPS = ["wandb", "tensorboard", "torchmetrics", "gputil", "qpsolvers"]
 
 
 def avalanche_python() -> Path:
-    """The Avalanche venv's interpreter, created on first use."""
-    import sysconfig
+    """The Avalanche venv's interpreter, created on first use (WITH_DEPS pull only pure-Python
+    packages: torch is visible through the .pth file)."""
+    import _common
 
-    python = VENV / "bin" / "python"
-    if python.exists():
-        return python
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    Path(purelib, "fewshot_bench_site.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", *PACKAGES], check=True)
-    # these pull only pure-Python packages: torch is already visible through the .pth file
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *WITH_DEPS], check=True)
-    return python
+    return _common.peer_python(VENV, PACKAGES, WITH_DEPS)
 
 
 def run_avalanche(stream, strategy: str, seed: int, args) -> dict:

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -81,24 +80,9 @@ def ci95(values: np.ndarray) -> float:
 
 def easyfsl_python() -> Path:
     """The easyfsl venv's interpreter, created on first use."""
-    python = VENV / "bin" / "python"
-    if python.exists():
-        return python
-    import sysconfig
+    import _common  # here, not at the top: the easyfsl worker runs this file in its venv
 
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    # torch, numpy and friends come from this interpreter: no second copy of torch
-    Path(purelib, "fewshot_bench_site.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    packages = ["easyfsl==1.5.0", "pandas", "python-dateutil", "pytz", "tzdata"]
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
-    return python
+    return _common.peer_python(VENV, ["easyfsl==1.5.0", "pandas", "python-dateutil", "pytz", "tzdata"])
 
 
 # -- the easyfsl side (runs in the easyfsl venv) ------------------------------------------------
