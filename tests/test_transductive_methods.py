@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from fewshot.encoders.base import IdentityEncoder
 from fewshot.learners import LEARNERS, create_learner
-from fewshot.learners.laplacianshot import knn_affinity
+from fewshot.learners.laplacianshot import knn_neighbours, neighbour_sum
 from fewshot.learners.pt_map import centre_episode, power_transform
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -148,7 +148,11 @@ def test_pt_map_plan_has_unit_rows_and_balanced_columns():
 
 def test_laplacianshot_affinity_and_its_limit_without_the_laplacian():
     x = torch.tensor([[[0.0], [0.1], [0.3], [5.0], [5.2]]])
-    w = knn_affinity(x, 1)
+    neighbours = knn_neighbours(x, 1)
+    assert neighbours[0, :, 0].tolist() == [1, 0, 1, 4, 3]
+    w = torch.zeros(1, 5, 5).scatter_(-1, neighbours, 1.0)
+    y = torch.rand(1, 5, 3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(neighbour_sum(y, neighbours), w @ y)  # the sparse W @ y
     assert w[0].tolist() == [
         [0, 1, 0, 0, 0],
         [1, 0, 0, 0, 0],

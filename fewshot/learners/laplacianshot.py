@@ -31,28 +31,37 @@ from fewshot.learners.bd_cspn import rectified_prototypes
 from fewshot.learners.transductive import TransductiveLearner, squared_distances, weighted_means
 
 
-def knn_affinity(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``W`` ``(B, M, M)``: ``W[b, q, p] = 1`` when ``p`` is among the ``k`` nearest neighbours
-    of ``q`` (itself excluded) in ``x`` ``(B, M, d)``."""
+def knn_neighbours(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``(B, M, k)`` of the ``k`` nearest neighbours of every row of ``x`` ``(B, M, d)``,
+    itself excluded: the non-zeros of the kNN affinity ``W`` (``W[b, q, p] = 1``)."""
     distances = squared_distances(x, x)
     distances.diagonal(dim1=1, dim2=2).fill_(float("inf"))
     k = min(k, x.shape[1] - 1)
-    neighbours = distances.topk(k, dim=-1, largest=False).indices
-    return torch.zeros_like(distances).scatter_(-1, neighbours, 1.0)
+    return distances.topk(k, dim=-1, largest=False).indices
 
 
-def bound_updates(unary: torch.Tensor, kernel: torch.Tensor, lam: float, iterations: int) -> torch.Tensor:
-    """Log-assignments ``(B, M, N)`` from distances ``unary`` ``(B, M, N)`` and affinities ``kernel``
-    ``(B, M, M)``; each episode of the block stops on its own convergence."""
+def neighbour_sum(y: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+    """``W @ y`` ``(B, M, N)`` for the sparse ``W`` given by ``neighbours`` ``(B, M, k)``: a gather
+    of ``k`` rows per query instead of a dense ``(M, M)`` product (M * k * N work, not M^2 * N)."""
+    b, m, n = y.shape
+    offsets = torch.arange(b, device=y.device).view(b, 1, 1) * m
+    return y.reshape(b * m, n)[neighbours + offsets].sum(2)
+
+
+def bound_updates(unary: torch.Tensor, neighbours: torch.Tensor, lam: float, iterations: int) -> torch.Tensor:
+    """Log-assignments ``(B, M, N)`` from distances ``unary`` ``(B, M, N)`` and the kNN graph
+    ``neighbours`` ``(B, M, k)``; each episode of the block stops on its own convergence."""
     log_y = (-unary).log_softmax(-1)
+    pull = neighbour_sum(log_y.exp(), neighbours)  # W @ y of the current assignments
     energy = torch.full(unary.shape[:1], float("inf"), device=unary.device)
     active = torch.ones(unary.shape[0], dtype=torch.bool, device=unary.device)
     for i in range(iterations):
-        y = log_y.exp()
-        step = (-unary + lam * kernel @ y).log_softmax(-1)
+        step = (-unary + lam * pull).log_softmax(-1)
         y_new = step.exp()
-        new_energy = (y_new * step + unary * y_new - lam * (kernel @ y_new) * y_new).sum((1, 2))
+        pull_new = neighbour_sum(y_new, neighbours)
+        new_energy = (y_new * (step + unary - lam * pull_new)).sum((1, 2))
         log_y = torch.where(active[:, None, None], step, log_y)
+        pull = torch.where(active[:, None, None], pull_new, pull)
         converged = (new_energy - energy).abs() <= 1e-6 * energy.abs()
         energy = torch.where(active, new_energy, energy)
         if i > 1:
@@ -92,4 +101,4 @@ class LaplacianShot(TransductiveLearner):
         else:
             prototypes = weighted_means(onehot, support)
         unary = squared_distances(query, prototypes)
-        return bound_updates(unary, knn_affinity(query, self.knn), self.lam, self.iterations)
+        return bound_updates(unary, knn_neighbours(query, self.knn), self.lam, self.iterations)
