@@ -24,9 +24,10 @@ All training runs go through `fewshot.transfer.finetune.finetune` (AdamW, cosine
 prototype-initialised head, light augmentation: shifts of up to 1/8 of the side, no flips),
 ``--epochs`` (default 20), ``--lr`` 1e-4 for the network and ``--head-lr`` 1e-3 (the library's
 defaults for pretrained weights), ``--scratch-lr`` 1e-3 for the network from scratch, batch 32,
-no early stopping. Note the library's blocks of a timm EfficientNet (`encoder_blocks`): stem
-conv, stem BN, ALL MBConv stages as one block, head conv, head BN (5); ``--freeze 3`` (default)
-trains the head conv + BN and the linear head.
+no early stopping. The library's blocks of a timm EfficientNet (`encoder_blocks`): stem conv,
+stem BN, the 7 MBConv stages, head conv, head BN (11); ``partial`` with ``--freeze 7``
+(default) trains the last two MBConv stages, the head conv + BN and the linear head;
+``gradual`` unfreezes from the top with no floor (every block may end up training).
 
 Full run (the lead's; CPU-heavy: 5 strategies x 2 sizes x 3 seeds, each tested on 10,000
 images at 224 px; the script prints an estimate after the first run):
@@ -90,7 +91,7 @@ def train_one(strategy: str, encoder, fit, val, args):
 
     config = FinetuneConfig(
         strategy="full" if strategy == "scratch" else strategy,
-        freeze=args.freeze if strategy in ("partial", "gradual") else 0,
+        freeze=args.freeze if strategy == "partial" else 0,
         epochs=args.epochs,
         lr=args.scratch_lr if strategy == "scratch" else args.lr,
         head_lr=args.head_lr,
@@ -204,6 +205,20 @@ def plot(runs: list[dict], path: str, title: str) -> None:
     print(f"wrote {path}")
 
 
+def finished_runs(path: str, settings: dict) -> list[dict]:
+    """Runs already written to ``path`` by an interrupted benchmark with the same settings."""
+    import json
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        return []
+    previous = json.loads(Path(path).read_text())
+    if previous.get("settings") != json.loads(json.dumps(settings)):
+        print(f"{path} holds other settings: starting over")
+        return []
+    return list(previous.get("runs", []))
+
+
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10,100", help="labelled images per class, comma-separated")
@@ -214,7 +229,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--head-lr", type=float, default=1e-3)
     p.add_argument("--scratch-lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--freeze", type=int, default=3, help="partial/gradual: blocks frozen (of 5)")
+    p.add_argument("--freeze", type=int, default=7, help="partial: blocks frozen at the input side (of 11)")
     p.add_argument("--unfreeze-every", type=int, default=2)
     p.add_argument("--val", choices=("extra", "holdout"), default="extra")
     p.add_argument("--image-size", type=int, default=None, help="input side (default: the model's 224)")
@@ -249,27 +264,34 @@ def main(argv=None) -> None:
     print(f"# Fine-tuning EfficientNet-Lite0 on Fashion-MNIST\n\nmachine: {common.machine_line(info)}")
     source, train, test = load_parts(args)
     plan = [(s, k, seed) for k in args.sizes for s in args.strategies for seed in args.seeds]
-    runs: list[dict] = []
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "plot", "progress", "run_seed")}
+    settings["image_size"] = source.encoder.input_size[-1]
+    title = f"EfficientNet-Lite0 on Fashion-MNIST, {len(test)} test images, {args.epochs} epochs"
+    runs = finished_runs(args.out, settings)
     measured: dict[str, dict] = {}
     started = time.perf_counter()
     for i, (strategy, size, seed) in enumerate(plan):
+        done = [r for r in runs if (r["strategy"], r["per_class"], r["seed"]) == (strategy, size, seed)]
+        if done:
+            print(f"[{i + 1}/{len(plan)}] {strategy:>12} {size:>4}/class seed {seed}: done before, kept")
+            continue
         runs.append(run_one(strategy, size, seed, source.encoder, train, test, args))
         r = runs[-1]
         print(
             f"[{i + 1}/{len(plan)}] {strategy:>12} {size:>4}/class seed {seed}: "
             f"{100 * r['test_accuracy']:.2f}% ({r['test_items']} test), {r['seconds']} s"
         )
+        # every finished run is on disk at once: a killed benchmark resumes where it stopped
+        common.write_json(args.out, {"title": title, "settings": settings, "runs": runs, "partial": True})
         if kind(strategy) not in measured and len(plan) > 1:
             measured[kind(strategy)] = r
             guess = estimate(measured, plan, args) / 60
             print(f"estimated total: {guess:.0f} min (scaled from the first run of each kind so far)")
-    title = f"EfficientNet-Lite0 on Fashion-MNIST, {len(test)} test images, {args.epochs} epochs"
+    runs = [r for key in plan for r in runs if (r["strategy"], r["per_class"], r["seed"]) == key]
     headers = ["strategy", "per class", "seeds", "test acc % (mean +- std)", "s/run"]
     print(f"\n## {title}\n\n{common.markdown_table(headers, summary(runs))}")
     total = time.perf_counter() - started
-    print(f"\ntotal {total / 60:.1f} min")
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "plot", "progress", "run_seed")}
-    settings["image_size"] = source.encoder.input_size[-1]
+    print(f"\ntotal {total / 60:.1f} min (this invocation)")
     results = {
         "title": title,
         "settings": settings,
