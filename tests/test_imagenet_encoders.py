@@ -103,6 +103,30 @@ def test_intermediate_layer_features_are_pooled():
         tiny_timm(layer="nope")
 
 
+@pytest.mark.parametrize("spec", ["timm:resnet18@layer2", "torchvision:resnet18@layer2"])
+def test_a_layer_is_named_in_the_encoder_spec_of_every_command(spec):
+    by_spec = build_encoder(spec, options={"pretrained": "none", "image_size": 32}, seed=3).encoder
+    by_option = build_encoder(
+        spec.split("@")[0], options={"pretrained": "none", "image_size": 32, "layer": "layer2"}, seed=3
+    ).encoder
+    assert by_spec.config()["layer"] == "layer2" and by_spec.embed_dim == 128
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(by_spec.eval()(x), by_option.eval()(x))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("timm:resnet18@", "give NAME@LAYER"),
+        ("timm:resnet18@nope", "layer='nope'"),
+        ("conv4@layer2", "does not apply to the conv4 encoder"),
+    ],
+)
+def test_a_bad_layer_in_the_spec_is_one_clear_error(spec, message):
+    with pytest.raises(FewshotError, match=message):
+        build_encoder(spec, options={"pretrained": "none"} if ":" in spec else None)
+
+
 def test_weights_file_loads_and_checkpoint_round_trip_needs_no_download(tmp_path):
     from safetensors.torch import save_file
 

@@ -99,10 +99,17 @@ def build_encoder(
 
 def split_spec(spec: str, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """``"timm:resnet50"`` -> ``("timm", {"model": "resnet50", ...})``: a registered encoder
-    family and the architecture it builds. A plain name keeps its options (None dropped)."""
+    family and the architecture it builds. ``NAME@LAYER`` (``timm:resnet50@layer3``,
+    ``efficientnet-lite0@blocks.4``) asks for the pooled output of that submodule instead of
+    the pooled features. A plain name keeps its options (None dropped)."""
     from fewshot.encoders import ENCODERS
 
     given = _given(options)
+    if "@" in spec and spec not in ENCODERS:
+        spec, _, layer = spec.rpartition("@")
+        if not spec or not layer:
+            raise FewshotError(f"--encoder {spec}@{layer}: give NAME@LAYER, e.g. timm:resnet50@layer3")
+        given = {**given, "layer": layer}
     family, sep, model = spec.partition(":")
     if not sep or family not in ENCODERS or spec in ENCODERS:
         return spec, given
