@@ -57,6 +57,12 @@ Dest = Annotated[Path | None, typer.Option("--dest", help="Destination folder fo
 Restart = Annotated[
     bool, typer.Option("--restart", help="Discard an interrupted run's partial output instead of resuming.")
 ]
+Engine = Annotated[
+    str, typer.Option("--engine", help="local (this process) or ray (Ray Data actors; same output).")
+]
+Actors = Annotated[
+    int | None, typer.Option("--actors", help="Ray: model actors (default: one per GPU, else 1).")
+]
 SummaryJson = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")]
 
 
@@ -78,6 +84,8 @@ def label_command(
     precision: Precision = "auto",
     batch_size: BatchSize = 64,
     workers: Workers = None,
+    engine: Engine = "local",
+    actors: Actors = None,
     restart: Restart = False,
     as_json: SummaryJson = False,
     progress: Progress = None,

@@ -491,6 +491,8 @@ SCALE_CASES: list[tuple] = [
     ("embed-bad-engine", [*EMB, "--engine", "spark"], 2, "--engine 'spark': choose one of local, ray"),
     ("embed-actors-without-ray", [*EMB, "--actors", "2"], 2, "--actors applies to --engine ray only"),
     ("embed-shard-size-0", [*EMB, "--shard-size", "0"], 2, "--shard-size"),
+    ("label-bad-engine", [*LABEL, "--engine", "spark"], 2, "--engine 'spark': choose one of local, ray"),
+    ("label-actors-without-ray", [*LABEL, "--actors", "2"], 2, "--actors applies to --engine ray only"),
     ("embed-missing-source", ["embed", "{ws}/nope", "--out", "{ws}/emb"], 2, "does not exist"),
     ("embed-out-is-a-file", ["embed", "{ws}/imgs", "--out", "{ws}/a-file.txt"], 2, "is not a directory"),
     ("index-from-not-embeddings", FROM, 2, "holds no embeddings"),

@@ -73,3 +73,62 @@ def test_sharded_index_with_ray_tasks_equals_the_local_build(ray_session, tmp_pa
         found.append(EmbeddingIndex.load(tmp_path / engine, device="cpu").search(vectors[:20], k=5, nprobe=4))
     assert (found[0].ids == found[1].ids).all()
     np.testing.assert_array_equal(found[0].scores, found[1].scores)
+
+
+@pytest.fixture(scope="module")
+def micro_classifier():
+    pytest.importorskip("open_clip")
+    import torch
+
+    from fewshot.encoders.clip import ClipEncoder
+    from fewshot.zeroshot.classifier import ZeroShotClassifier
+
+    torch.manual_seed(0)
+    encoder = ClipEncoder("micro-clip", pretrained=None, device="cpu")
+    return ZeroShotClassifier(encoder, ["red circle", "blue square", "green cross"], "photo").fit()
+
+
+def label_with(classifier, folder: Path, out: Path, batches) -> bytes:
+    from fewshot.zeroshot.labelling import label_images
+
+    summary = label_images(
+        folder, classifier, out, top_k=2, batch_size=4, workers=0, progress=False, batches=batches
+    )
+    assert (summary.labelled, summary.failed) == (6, 2)
+    return out.read_bytes()
+
+
+def in_process_stages(paths, classifier, top_k, batch_size, workers=None):
+    """The Ray engine's two stages and the driver's conversion, chained here without Ray."""
+    import os
+
+    from PIL import Image
+
+    from fewshot.scale.ray_label import ClassifyBatch, decode_label_batch, scored
+
+    transform = classifier.encoder.preprocess
+    shape = tuple(transform(Image.new("RGB", (64, 64))).shape)
+    actor = ClassifyBatch(classifier, top_k, device="cpu")
+    for start in range(0, len(paths), batch_size):
+        chunk = range(start, min(start + batch_size, len(paths)))
+        batch = {"pos": np.array(chunk), "path": np.array([os.fsencode(paths[i]) for i in chunk])}
+        yield scored(actor(decode_label_batch(batch, transform, shape)), paths)
+
+
+def test_ray_labelling_stages_give_the_local_rows(micro_classifier, tmp_path):
+    folder = image_folder(tmp_path / "images", classes=2, per_class=3)
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    local = label_with(micro_classifier, folder, tmp_path / "local.csv", None)
+    assert b"broken.jpg,error" in local and b",ok," in local
+    assert label_with(micro_classifier, folder, tmp_path / "stages.csv", in_process_stages) == local
+
+
+def test_ray_labelling_writes_the_local_engines_rows(ray_session, micro_classifier, tmp_path):
+    from fewshot.scale.ray_label import RayBatches
+
+    folder = image_folder(tmp_path / "images", classes=2, per_class=3)
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    local = label_with(micro_classifier, folder, tmp_path / "local.jsonl", None)
+    engine = RayBatches(actors=1, device="cpu")
+    ray_rows = label_with(micro_classifier, folder, tmp_path / "ray.jsonl", engine)
+    assert ray_rows == local  # same rows, same order, same probabilities

@@ -74,6 +74,8 @@ def label_with_clip(
     pretrained: str = "default",
     device: str = "auto",
     precision: str = "auto",
+    engine: str = "local",
+    actors: int | None = None,
     **labelling,
 ) -> LabelSummary:
     """Label `images` zero-shot with CLIP, the classes given by `labels` ("a,b,c"),
@@ -81,6 +83,8 @@ def label_with_clip(
 
     `labelling` holds `label_images`'s keyword arguments (``top_k``, ``threshold``,
     ``organize``, ``dest``, ``batch_size``, ``workers``, ``restart``, ``progress``, ...).
+    ``engine="ray"`` scores the images in Ray Data actors (`fewshot.scale.ray_label`, one per GPU
+    when the cluster has GPUs, else `actors` or 1); the output is the local engine's.
 
     Raises:
         FewshotError: bad options or an output that cannot be written (before the model loads),
@@ -92,8 +96,27 @@ def label_with_clip(
     if save_class_embeddings is not None:
         check_writable(save_class_embeddings, "--save-class-embeddings")
     names = check_classes(labels, labels_file, templates, class_embeddings)
+    batches = label_engine(engine, actors, device)
+    if batches is not None:
+        device = "cpu"  # the prompts are embedded here; each actor moves the model to its device
     clip = {"model": model, "pretrained": pretrained, "device": device, "precision": precision}
     classifier = clip_classifier(names, templates, class_embeddings, **clip)
     if save_class_embeddings is not None:
         classifier.save_class_embeddings(save_class_embeddings)
-    return label_images(images, classifier, out, **labelling)
+    return label_images(images, classifier, out, batches=batches, **labelling)
+
+
+def label_engine(engine: str, actors: int | None, device: str):
+    """None for the local engine, else the Ray engine's ``batches`` (checked, before any work)."""
+    from fewshot.scale.embed import check_engine
+
+    check_engine(engine)
+    if actors is not None and engine != "ray":
+        raise FewshotError("--actors applies to --engine ray only")
+    if actors is not None and actors < 1:
+        raise FewshotError(f"--actors must be >= 1; got {actors}")
+    if engine == "local":
+        return None
+    from fewshot.scale.ray_label import RayBatches
+
+    return RayBatches(actors, device)

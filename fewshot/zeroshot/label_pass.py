@@ -6,6 +6,8 @@ images not yet in it to `label_all`; the row format is described there.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,27 +33,54 @@ def error_row(path: Path | str, reason: str) -> dict:
     }
 
 
-def label_rows(batch, classifier, top_k: int, threshold: float | None) -> dict[str, dict]:
+@dataclass
+class ScoredBatch:
+    """One batch's top-k: ``top_p[j]`` / ``top_i[j]`` (k probabilities and class indices) for
+    ``paths[j]``; ``failures`` the images that could not be read, with reasons."""
+
+    paths: list[Path]
+    top_p: list[list[float]]
+    top_i: list[list[int]]
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def score_batch(batch, classifier, top_k: int) -> ScoredBatch:
+    """The local engine: the top-k of a decoded `ImageBatch`, in this process."""
+    if batch.images is None:
+        return ScoredBatch([], [], [], list(batch.failures))
+    with torch.inference_mode():
+        probs = classifier.proba_embeddings(classifier.encoder.encode(batch.images))
+        top_p, top_i = probs.topk(top_k, dim=-1)
+    return ScoredBatch(list(batch.paths), top_p.cpu().tolist(), top_i.cpu().tolist(), list(batch.failures))
+
+
+def label_rows(batch: ScoredBatch, names: list[str], threshold: float | None) -> dict[str, dict]:
     results: dict[str, dict] = {}
-    if batch.images is not None:
-        encoder, names = classifier.encoder, classifier.class_names
-        with torch.inference_mode():
-            probs = classifier.proba_embeddings(encoder.encode(batch.images))
-            top_p, top_i = probs.topk(top_k, dim=-1)
-        for path, ps, idx in zip(batch.paths, top_p.cpu().tolist(), top_i.cpu().tolist(), strict=True):
-            top = [{"label": names[i], "probability": _round(p)} for p, i in zip(ps, idx, strict=True)]
-            label = top[0]["label"] if threshold is None or ps[0] >= threshold else UNKNOWN
-            results[str(path)] = {
-                **error_row(path, ""),
-                "status": "ok",
-                "label": label,
-                "probability": top[0]["probability"],
-                "top": top,
-                "error": None,
-            }
+    for path, ps, idx in zip(batch.paths, batch.top_p, batch.top_i, strict=True):
+        top = [{"label": names[i], "probability": _round(p)} for p, i in zip(ps, idx, strict=True)]
+        label = top[0]["label"] if threshold is None or ps[0] >= threshold else UNKNOWN
+        results[str(path)] = {
+            **error_row(path, ""),
+            "status": "ok",
+            "label": label,
+            "probability": top[0]["probability"],
+            "top": top,
+            "error": None,
+        }
     for path, reason in batch.failures:
         results[str(path)] = error_row(path, reason)
     return results
+
+
+def local_batches(
+    paths: list[Path], classifier, top_k: int, batch_size: int, workers
+) -> Iterator[ScoredBatch]:
+    """`paths` decoded by `workers` processes and scored here, batch by batch, in order."""
+    from fewshot.data.images import stream_images
+
+    preprocess = classifier.encoder.preprocess
+    for batch in stream_images(paths, preprocess, batch_size=batch_size, workers=workers):
+        yield score_batch(batch, classifier, top_k)
 
 
 class LabelPass:
@@ -104,20 +133,29 @@ class LabelPass:
 
 
 def label_all(
-    run: LabelPass, paths: list[Path], classifier, top_k, threshold, batch_size, workers, progress
+    run: LabelPass,
+    paths: list[Path],
+    classifier,
+    top_k,
+    threshold,
+    batch_size,
+    workers,
+    progress,
+    batches: Callable[..., Iterable[ScoredBatch]] | None = None,
 ) -> None:
-    """Label `paths` batch by batch as worker processes decode them; `run` writes the rows."""
-    from fewshot.data.images import stream_images
+    """Label `paths` batch by batch as they are scored; `run` writes the rows.
 
+    `batches(paths, classifier, top_k, batch_size, workers)` yields `ScoredBatch`es in the order
+    of `paths` (default `local_batches`; ``fewshot label --engine ray`` passes Ray Data's).
+    """
     position = {str(p): i for i, p in enumerate(paths)}
     bar = None
     if show_progress(progress):
         from tqdm import tqdm
 
         bar = tqdm(total=len(paths), unit="img", desc="labelling", dynamic_ncols=True)
-    preprocess = classifier.encoder.preprocess
-    for batch in stream_images(paths, preprocess, batch_size=batch_size, workers=workers):
-        results = label_rows(batch, classifier, top_k, threshold)
+    for batch in (batches or local_batches)(paths, classifier, top_k, batch_size, workers):
+        results = label_rows(batch, classifier.class_names, threshold)
         # rows in discovery order, so a resumed run writes the same file as an uninterrupted one
         run.write([results[p] for p in sorted(results, key=position.__getitem__)])
         if bar is not None:

@@ -140,6 +140,7 @@ def label_images(
     recursive: bool = True,
     restart: bool = False,
     progress: bool = True,
+    batches=None,
 ) -> LabelSummary:
     """Label every image under `inputs` with a fitted `ZeroShotClassifier`; write `out`.
 
@@ -149,6 +150,8 @@ def label_images(
         organize: ``copy``, ``move`` or ``link`` images into ``dest/<label>/`` (errors stay put).
         fmt: ``csv`` or ``jsonl``; None picks from the suffix of `out`.
         restart: discard the partial output of an interrupted run instead of resuming it.
+        batches: what scores the images (`fewshot.zeroshot.label_pass.label_all`); None: this
+            process. The output does not depend on it, so a run may resume with another.
 
     Raises:
         FewshotError: bad options, an output that cannot be written, another run writing the
@@ -177,6 +180,7 @@ def label_images(
         batch_size=batch_size,
         workers=workers,
         progress=progress,
+        batches=batches,
     )
     with exclusive_lock(out, "these labels"):
         journal = Journal(out, settings, top_k, restart)
