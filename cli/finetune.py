@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -99,6 +100,17 @@ GroupLevel = Annotated[
 ]
 
 
+Nproc = Annotated[
+    int,
+    typer.Option(
+        "--nproc",
+        min=1,
+        help="Processes (DistributedDataParallel, gloo on CPU, nccl on GPUs); each takes part of "
+        "every batch. Or launch with: torchrun --nproc-per-node N -m fewshot finetune ...",
+    ),
+]
+
+
 def finetune_command(
     ctx: typer.Context,
     data: Data,
@@ -128,12 +140,15 @@ def finetune_command(
     resume: Resume = True,
     progress: Progress = None,
     group_level: GroupLevel = None,
+    nproc: Nproc = 1,
     as_json: AsJson = False,
 ) -> None:
     """Fine-tune an encoder plus a new head on labelled data; write a classifier for `fewshot predict`."""
     from fewshot.workflows.finetune import FinetuneRequest, run_finetune
 
     report = run_finetune(FinetuneRequest(**{k: v for k, v in ctx.params.items() if k != "as_json"}))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the group
+        return
     if as_json:
         import json
 

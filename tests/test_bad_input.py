@@ -493,6 +493,18 @@ SCALE_CASES: list[tuple] = [
     ("embed-shard-size-0", [*EMB, "--shard-size", "0"], 2, "--shard-size"),
     ("label-bad-engine", [*LABEL, "--engine", "spark"], 2, "--engine 'spark': choose one of local, ray"),
     ("label-actors-without-ray", [*LABEL, "--actors", "2"], 2, "--actors applies to --engine ray only"),
+    (
+        "finetune-nproc-frozen-strategy",
+        ["finetune", "{ws}/imgs", "-s", "linear-probe", "--nproc", "2", "--out", "{ws}/m.safetensors"],
+        2,
+        "several processes train only the strategies full, partial, gradual",
+    ),
+    (
+        "finetune-nproc-batch-1",
+        ["finetune", "{ws}/imgs", "--batch-size", "1", "--nproc", "2", "--out", "{ws}/m.safetensors"],
+        2,
+        "--batch-size 1 cannot be shared by 2 processes",
+    ),
     ("embed-missing-source", ["embed", "{ws}/nope", "--out", "{ws}/emb"], 2, "does not exist"),
     ("embed-out-is-a-file", ["embed", "{ws}/imgs", "--out", "{ws}/a-file.txt"], 2, "is not a directory"),
     ("index-from-not-embeddings", FROM, 2, "holds no embeddings"),

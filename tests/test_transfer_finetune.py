@@ -253,3 +253,29 @@ def test_head_starts_as_nearest_class_mean():
         assert torch.equal(model.logits(data.data).argmax(-1), nearest)
     with pytest.raises(FewshotError, match="head_init"):
         FinetuneConfig(head_init="zeros").check()
+
+
+def test_the_prototype_head_starts_at_a_sane_loss_whatever_the_feature_norm():
+    """ImageNet features have norms in the tens: an unscaled ``2 mu`` head started at a loss
+    near 1,000 and fine-tuning wrecked the pretrained weights in its first epoch."""
+    import torch.nn.functional as F
+
+    from fewshot.encoders.base import IdentityEncoder
+    from fewshot.learners.classifier import Classifier
+    from fewshot.transfer.finetune import init_head_with_prototypes
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(5, 64, generator=g)
+    labels = torch.arange(5).repeat_interleave(20)
+    base = centres[labels] + 0.7 * torch.randn(100, 64, generator=g)
+    losses, predictions = [], []
+    for scale in (1.0, 30.0):
+        data = LabeledTensors(scale * base, labels, [f"c{c}" for c in range(5)])
+        model = Classifier(IdentityEncoder(64), data.class_names)
+        init_head_with_prototypes(model, data, torch.device("cpu"))
+        with torch.no_grad():
+            logits = model.logits(data.data)
+        losses.append(float(F.cross_entropy(logits, labels)))
+        predictions.append(logits.argmax(-1))
+    assert torch.equal(predictions[0], predictions[1])  # the same nearest-mean classifier
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3) and losses[1] < 2.0

@@ -210,7 +210,8 @@ def _rank_main(run, request):
 
 
 def launch(run, request, nproc: int):
-    """``run(request)`` (`fewshot.workflows.train.meta_train` and a `TrainRequest`) on `nproc`
+    """``run(request)`` (`fewshot.workflows.train.meta_train` and a `TrainRequest`, or
+    `fewshot.workflows.finetune.run_finetune` and a `FinetuneRequest`) on `nproc`
     local processes with torch's elastic launcher (what ``torchrun --standalone`` runs): rank
     0's result."""
     import uuid
@@ -229,7 +230,7 @@ def launch(run, request, nproc: int):
         start_method="spawn",
     )
     result = elastic_launch(config, _rank_main)(run, request)[0]
-    if result[0] == "error":
+    if isinstance(result, tuple) and result and isinstance(result[0], str) and result[0] == "error":
         raise FewshotError(result[1])
     return result
 

@@ -83,10 +83,17 @@ def accuracy(model: Classifier, data: LabeledTensors, device: torch.device, batc
 
 @torch.no_grad()
 def init_head_with_prototypes(model: Classifier, data: LabeledTensors, device: torch.device) -> None:
-    """Set the head to nearest class mean on the head's inputs: ``W = 2 mu``, ``b = -||mu||^2``.
+    """Set the head to nearest class mean on the head's inputs, tempered by the features' spread:
+    ``W = 2 mu / s``, ``b = -||mu||^2 / s`` with ``s`` the mean squared distance of an item to
+    its class mean, when that exceeds 1 (``s = 1`` otherwise: the head is never made sharper
+    than plain nearest class mean).
 
     Training then starts from ProtoNet's classifier (as Proto-MAML does) instead of a random
-    head whose first gradients would disturb the pretrained features.
+    head whose first gradients would disturb the pretrained features. Without ``s`` the logits
+    grow with the squared feature norm: ImageNet features (norms in the tens) gave a starting
+    loss near 1,000 whose gradients wrecked the pretrained weights in the first epoch. The
+    spread is measured in eval mode; an untrained network's BatchNorm gives train-mode
+    features of another scale, hence the floor at 1.
     """
     model.eval()
     z = model.encoder.encode_batched(data.data).to(device)
@@ -95,8 +102,9 @@ def init_head_with_prototypes(model: Classifier, data: LabeledTensors, device: t
     labels = data.labels.to(device)
     sums = torch.zeros(n, feats.shape[1], device=device).index_add_(0, labels, feats)
     means = sums / torch.bincount(labels, minlength=n).clamp(min=1).unsqueeze(1)
-    model.head.weight.copy_(2 * means)
-    model.head.bias.copy_(-means.pow(2).sum(-1))
+    spread = (feats - means[labels]).pow(2).sum(-1).mean().clamp(min=1.0)
+    model.head.weight.copy_(2 * means / spread)
+    model.head.bias.copy_(-means.pow(2).sum(-1) / spread)
 
 
 def finetune_epochs(encoder, data, val_data, config, files, encoder_name, metadata, on_epoch, progress):

@@ -40,6 +40,7 @@ class FinetuneRequest:
     resume: bool = True
     progress: bool | None = None
     group_level: int | None = None  # also accuracy per group: the first N folders of the class path
+    nproc: int = 1  # processes (torch.distributed DDP); each takes part of every batch
 
 
 def strategies() -> tuple[str, ...]:
@@ -65,6 +66,15 @@ def run_finetune(request: FinetuneRequest) -> dict[str, Any]:
         raise FewshotError(f"unknown strategy {r.strategy!r}: choose one of {', '.join(strategies())}")
     check_output_file(r.out, "--out")
     config = _config(r)
+    from fewshot.scale.distributed import ranks_from_env
+
+    if r.nproc > 1 or ranks_from_env() is not None:
+        from fewshot.scale.dist_finetune import check_finetune_launch
+        from fewshot.scale.dist_training import launch
+
+        check_finetune_launch(r)
+        if r.nproc > 1:
+            return launch(run_finetune, r, r.nproc)
     device = resolve_device(r.device)
     config.device = str(device)
     torch.manual_seed(r.seed)  # the head, data order and augmentation; the encoder is seeded below
@@ -137,10 +147,10 @@ def _config(r: FinetuneRequest):
 
 
 def _train(source, items, config, r: FinetuneRequest, extra: dict) -> dict[str, Any]:
-    from fewshot.transfer.finetune import finetune, split_items
+    from fewshot.transfer.finetune import split_items
     from fewshot.transfer.fit_eval import class_report
 
-    model, result = finetune(
+    model, result = _finetuner()(
         source.encoder,
         items,
         config,
@@ -161,6 +171,21 @@ def _train(source, items, config, r: FinetuneRequest, extra: dict) -> dict[str, 
             model, split_items(items, config.val_fraction, config.seed)[1], config.device, r.group_level
         ),
     }
+
+
+def _finetuner():
+    """`fewshot.transfer.finetune.finetune`, or its DDP form under a launcher (torchrun)."""
+    from functools import partial
+
+    from fewshot.scale.distributed import ranks_from_env
+    from fewshot.transfer.finetune import finetune
+
+    ranks = ranks_from_env()
+    if ranks is None:
+        return finetune
+    from fewshot.scale.dist_finetune import finetune_distributed
+
+    return partial(finetune_distributed, ranks)
 
 
 def fit_frozen(
