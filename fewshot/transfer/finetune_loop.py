@@ -110,7 +110,11 @@ def init_head_with_prototypes(model: Classifier, data: LabeledTensors, device: t
 def finetune_epochs(encoder, data, val_data, config, files, encoder_name, metadata, on_epoch, progress):
     """The epochs; with `files`, resumable from ``files.state`` (written after every epoch)."""
     task = FinetuneEpochs(encoder, data, val_data, config, encoder_name, metadata, on_epoch)
-    run = run_units(task, files, progress)
+    return finished_run(task, files, run_units(task, files, progress))
+
+
+def finished_run(task: FinetuneEpochs, files, run: RunProgress) -> tuple[Classifier, FinetuneResult]:
+    """The model with the best epoch's weights, and the result, once `run_units` has ended."""
     model = task.model
     if files is not None and run.best > 0:
         task.best_state = _read_weights(files.out)  # the best epoch's weights, written as it ended
@@ -225,6 +229,18 @@ class FinetuneEpochs(RunTask):
             config.strategy, self.n_blocks, config.freeze, epoch, config.unfreeze_every
         )
 
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        """One optimiser step on items ``x`` ``(B, ...)`` with labels ``y`` ``(B,)``: the batch's
+        loss sum and correct count (`fewshot.scale.dist_finetune` shares it among ranks)."""
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        with self.amp.autocast():
+            logits = self.model.logits(x)
+            loss = F.cross_entropy(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item() * y.shape[0], int((logits.argmax(-1) == y).sum())
+
     def _epoch(self, epoch: int) -> EpochRecord:
         """One pass over the data with the blocks of `epoch`'s phase trainable, then validation."""
         started = time.perf_counter()
@@ -240,15 +256,9 @@ class FinetuneEpochs(RunTask):
             x, y = data.data[idx], data.labels[idx]
             if config.augment and x.dim() == 4:
                 x = augment_batch(x, self.generator, config.hflip)
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            with self.amp.autocast():
-                logits = model.logits(x)
-                loss = F.cross_entropy(logits.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total_loss += loss.item() * y.shape[0]
-            total_correct += int((logits.argmax(-1) == y).sum())
+            loss_sum, correct = self.train_batch(x, y)
+            total_loss += loss_sum
+            total_correct += correct
         return EpochRecord(
             epoch=epoch,
             trainable_blocks=n_train,
@@ -260,4 +270,11 @@ class FinetuneEpochs(RunTask):
         )
 
 
-__all__ = ["FinetuneEpochs", "accuracy", "augment_batch", "finetune_epochs", "init_head_with_prototypes"]
+__all__ = [
+    "FinetuneEpochs",
+    "accuracy",
+    "augment_batch",
+    "finetune_epochs",
+    "finished_run",
+    "init_head_with_prototypes",
+]
