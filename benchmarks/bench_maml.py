@@ -150,13 +150,14 @@ def l2l_step_fn(net, tasks, inner_lr: float, first_order: bool, head_only: bool)
     return step
 
 
-def ours_step_fn(learner, tasks, bf16: bool = False):
+def ours_step_fn(learner, tasks, bf16: bool = False, device: str = "cpu"):
     import contextlib
 
     import torch
 
     def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        kind = torch.device(device).type
+        return torch.autocast(kind, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def step():  # what the training loop runs per meta-step
         learner.zero_grad(set_to_none=True)
@@ -175,12 +176,14 @@ def measure(args) -> dict:
 
     torch.manual_seed(args.seed)
     tasks = make_tasks(args.meta_batch, args.ways, args.shots, args.queries, args.image_size, args.seed)
+    tasks = [t.to(args.device) for t in tasks]
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else lambda: None
     base = MAML(
         Conv4(in_channels=1, image_size=args.image_size),
         ways=args.ways,
         inner_lr=args.inner_lr,
         inner_steps=1,
-    )
+    ).to(args.device)
     cases = {
         "second_order": {"first_order": False, "head_only": False},
         "first_order": {"first_order": True, "head_only": False},
@@ -200,10 +203,10 @@ def measure(args) -> dict:
                 strategy=strategy,
                 **opts,
             )
-            learner.load_state_dict(base.state_dict())
-            contenders[f"fewshot {strategy}"] = ours_step_fn(learner, tasks)
+            learner.to(args.device).load_state_dict(base.state_dict())
+            contenders[f"fewshot {strategy}"] = ours_step_fn(learner, tasks, device=args.device)
             if strategy == "loop" and args.bf16:
-                contenders[f"fewshot {strategy} bf16"] = ours_step_fn(learner, tasks, bf16=True)
+                contenders[f"fewshot {strategy} bf16"] = ours_step_fn(learner, tasks, True, args.device)
         # Same model, same tasks: the meta-gradients must agree.
         reference = contenders["learn2learn"]()
         agreement = {}
@@ -220,8 +223,10 @@ def measure(args) -> dict:
             for name, fn in contenders.items():
                 if name.endswith(("vmap", "grouped")) and len(seconds[name]) >= args.slow_reps:
                     continue
+                sync()
                 start = time.perf_counter()
                 fn()
+                sync()
                 seconds[name].append(time.perf_counter() - start)
         l2l = statistics.median(seconds["learn2learn"])
         results[case] = {
@@ -263,6 +268,7 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=["loop", "grouped", "vmap"])
     parser.add_argument("--no-bf16", dest="bf16", action="store_false")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_check.sh)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
