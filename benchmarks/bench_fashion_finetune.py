@@ -213,7 +213,11 @@ def finished_runs(path: str, settings: dict) -> list[dict]:
     if not Path(path).is_file():
         return []
     previous = json.loads(Path(path).read_text())
-    if previous.get("settings") != json.loads(json.dumps(settings)):
+
+    def same(a: dict) -> dict:  # what changes a run's result (not which runs, nor threads)
+        return {k: v for k, v in a.items() if k not in ("sizes", "seeds", "strategies", "threads")}
+
+    if same(previous.get("settings", {})) != same(json.loads(json.dumps(settings))):
         print(f"{path} holds other settings: starting over")
         return []
     return list(previous.get("runs", []))
