@@ -81,7 +81,7 @@ def one(args) -> dict:
         index._index = trained_index(files, args.factory, "cosine", vectors[0].shape[1], args.train_size, 0)
         index.add(np.concatenate(vectors), ids)
     else:
-        build_sharded(folder, out, factory=args.factory, shards=args.shards, layout=args.layout,
+        build_sharded(folder, out, factory=args.factory, shards=args.shards[0], layout=args.layout,
                       train_size=args.train_size)  # fmt: skip
         index = EmbeddingIndex.load(out, device="cpu") if args.layout == "ondisk" else load_sharded(out)
     seconds = time.perf_counter() - start
@@ -97,8 +97,10 @@ def _child(args, kind: str, shards: int, layout: str, index: Path) -> dict:
     cmd += ["--factory", args.factory, "--shards", str(shards), "--layout", layout, "--k", str(args.k)]
     cmd += ["--nprobe", str(args.nprobe), "--queries", str(args.queries)]
     cmd += ["--train-size", str(args.train_size)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{kind} build failed:\n{done.stderr[-2000:]}")
+    return json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
 
 
 def _same(a: Path, b: Path) -> bool:
