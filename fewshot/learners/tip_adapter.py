@@ -19,6 +19,9 @@ defaults (``alpha=1``, ``beta=5.5``) are used instead.
 Tip-Adapter-F (``train_steps > 0``) then trains the keys, initialised from the support
 embeddings, with AdamW on the support set's cross-entropy (the text prototypes and the
 encoder stay frozen).
+
+``text=False`` keeps the cache model alone (the zero-shot term is left out and no class names
+are needed), so Tip-Adapter's cache runs on image-only encoders such as EfficientNet-Lite.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.learners import LEARNERS
+from fewshot.learners.base import FewShotLearner
 from fewshot.learners.zeroshot import ZeroShot
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -52,6 +56,7 @@ class TipAdapter(ZeroShot):
         train_steps: Tip-Adapter-F's full-batch AdamW steps on the support set (0: none).
         lr: Tip-Adapter-F's learning rate.
         scale: CLIP logit scale; None uses the encoder's.
+        text: False: the cache model alone, without the zero-shot term (any image encoder).
     """
 
     compare_rank = -2
@@ -67,8 +72,10 @@ class TipAdapter(ZeroShot):
         train_steps: int = 0,
         lr: float = 1e-3,
         scale: float | None = None,
+        text: bool = True,
     ) -> None:
         super().__init__(encoder, templates, scale)
+        self.text = bool(text)
         self.alphas = [float(a) for a in alphas]
         self.betas = [float(b) for b in betas]
         self.default_alpha, self.default_beta = float(default_alpha), float(default_beta)
@@ -110,17 +117,28 @@ class TipAdapter(ZeroShot):
         best = int(torch.argmin(losses.mean(-1).reshape(-1)))
         return self.alphas[best // len(self.betas)], self.betas[best % len(self.betas)]
 
+    def _learn_classes(self, support_y, n_items: int) -> torch.Tensor:
+        if self.text:  # one class name per class
+            return super()._learn_classes(support_y, n_items)
+        return FewShotLearner._learn_classes(self, support_y, n_items)
+
+    def _zero_shot(self, features: torch.Tensor, n_classes: int) -> torch.Tensor:
+        """Zero-shot logits ``(n, N)`` of normalised features ``(n, d)`` (zeros when ``text=False``)."""
+        if not self.text:
+            return features.new_zeros(features.shape[0], n_classes)
+        return self.logit_scale * features @ self.prototypes_.T
+
     def _fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> TipAdapter:
         with torch.no_grad():
             return self._fit_embeddings(self.encoder(support_x), support_y)
 
     def _fit_embeddings(self, support_z: torch.Tensor, support_y: torch.Tensor) -> TipAdapter:
         """Build the cache from support embeddings ``(n, d)`` and labels ``(n,)``; choose the blend."""
-        prototypes = self.text_prototypes().to(support_z.device)
-        self.prototypes_ = prototypes
+        n_classes = len(self.classes_) if self.classes_ is not None else int(support_y.max()) + 1
+        self.prototypes_ = self.text_prototypes().to(support_z.device) if self.text else None
         features = F.normalize(support_z.detach().float(), dim=-1)
-        values = F.one_hot(support_y, prototypes.shape[0]).float()
-        zero_shot = self.logit_scale * features @ prototypes.T
+        values = F.one_hot(support_y, n_classes).float()
+        zero_shot = self._zero_shot(features, n_classes)
         self.alpha_, self.beta_ = self.choose_blend(features, support_y, zero_shot)
         keys = features.clone()
         if self.train_steps > 0:
@@ -137,11 +155,15 @@ class TipAdapter(ZeroShot):
         self.keys_, self.values_ = keys, values
         return self
 
+    @property
+    def fitted(self) -> bool:
+        return self.keys_ is not None
+
     def logits_embeddings(self, query_z: torch.Tensor) -> torch.Tensor:
         """Logits ``(M, N)`` of image embeddings ``(M, d)``."""
         self._check_fitted("keys_")
         features = F.normalize(query_z.float(), dim=-1)
-        zero_shot = self.logit_scale * features @ self.prototypes_.T
+        zero_shot = self._zero_shot(features, self.values_.shape[1])
         return zero_shot + self.alpha_ * cache_logits(features, self.keys_, self.values_, self.beta_)
 
 
