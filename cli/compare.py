@@ -38,6 +38,14 @@ Methods = Annotated[
         "those that need class names with CLIP only).",
     ),
 ]
+MethodOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--method-option",
+        help="One method's hyperparameter, NAME.KEY=VALUE (e.g. coop.epochs=20, "
+        "clip-lora.iterations_per_shot=50); repeatable.",
+    ),
+]
 ShotList = Annotated[str, typer.Option("--shots", "-k", help="Shots to compare, comma-separated.")]
 CompareQueries = Annotated[
     int | None,
@@ -80,6 +88,7 @@ RowsJson = Annotated[bool, typer.Option("--json", help="Print the rows as JSON."
 def compare_command(
     ctx: typer.Context,
     methods: Methods = None,
+    method_option: MethodOptions = None,
     shots: ShotList = "1,2,4,8,16",
     ways: Ways = 5,
     queries: CompareQueries = None,
@@ -106,9 +115,11 @@ def compare_command(
     """Compare few-shot methods on the same episodes at several shots: table (+ PNG plot with 95% CIs)."""
     from fewshot.transfer.compare import format_table
     from fewshot.workflows.compare import CompareRequest, run_compare
+    from fewshot.workflows.compare_options import parse_method_options
 
-    settings = {k: v for k, v in ctx.params.items() if k != "as_json"}
+    settings = {k: v for k, v in ctx.params.items() if k not in ("as_json", "method_option")}
     settings.update(shots=_int_list(shots, "--shots"), methods=_names(methods), episode_file=episode_file)
+    settings["method_options"] = parse_method_options(method_option)
     rows, title = run_compare(CompareRequest(**settings))
     if as_json:
         from fewshot.runs import json_safe

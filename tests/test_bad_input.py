@@ -298,6 +298,32 @@ EVAL_CASES: list[tuple] = [
     ("compare-episodes-0", ["compare", "--episodes", "0"], 2, "--episodes"),
     ("compare-shots-0", ["compare", "--shots", "0,1"], 2, "--shots"),
     ("compare-plot-not-png", ["compare", "--plot", "{ws}/p.jpg"], 2, "--plot must be a .png"),
+    ("compare-option-no-key", ["compare", "--method-option", "coop=3"], 2, "must be NAME.KEY=VALUE"),
+    ("compare-option-unknown-method", ["compare", "--method-option", "knn.k=3"], 2, "unknown method 'knn'"),
+    (
+        "compare-option-unknown-key",
+        ["compare", "--method-option", "protonet.k=3"],
+        2,
+        "protonet has no option 'k'",
+    ),
+    (
+        "compare-option-bad-value",
+        ["compare", "--method-option", "tip-adapter.train_steps=many"],
+        2,
+        "a whole number",
+    ),
+    (
+        "compare-option-not-compared",
+        ["compare", "--methods", "protonet", "--method-option", "simpleshot.scale=5"],
+        2,
+        "simpleshot is not among the compared methods",
+    ),
+    (
+        "compare-option-bad-choice",
+        ["compare", "--methods", "protonet", "--method-option", "protonet.metric=x"],
+        2,
+        "unknown metric",
+    ),
     (
         "eval-fashion-split-unknown",
         ["eval", "--dataset", "fashion-mnist", "--split", "vinyals"],

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fewshot.errors import FewshotError
+from fewshot.workflows.compare_options import check_method_options
 
 
 @dataclass
@@ -14,6 +15,7 @@ class CompareRequest:
     """The settings of one comparison (the options of `fewshot compare`)."""
 
     methods: list[str] | None = None  # None: every learner that can run on the encoder
+    method_options: dict[str, dict[str, Any]] | None = None  # {method: {hyperparameter: value}}
     shots: list[int] | None = None  # None: 1, 2, 4, 8, 16
     ways: int = 5
     queries: int | None = None  # None: up to 15, as many as every class allows
@@ -86,6 +88,9 @@ def check_request(r: CompareRequest) -> None:
         )
     if r.methods is not None:
         check_methods(r.methods)
+        check_method_options(r.method_options or {}, r.methods)
+    else:
+        check_methods(list(r.method_options or {}))  # methods compare can run (defaults follow)
     from fewshot.workflows.episodes import rotated_split
 
     rotated_split(r.dataset, r.split, r.rotations)  # refuses --rotations on a data set without
@@ -104,10 +109,11 @@ def run_compare(request: CompareRequest) -> tuple[list[Any], str]:
     own = source.meta.get("learner") if source.learner is not None else None
     names = r.methods or default_methods(hasattr(source.encoder, "encode_text"), own)
     check_methods(names)
+    check_method_options(r.method_options or {}, names)
     shots = r.shots or [1, 2, 4, 8, 16]
     queries = r.queries or default_queries(data.labels, shots)
     options = _episode_options(r, data, shots, queries)
-    learners = _learners(names, source, r.seed)
+    learners = _learners(names, source, r.seed, r.method_options or {})
     with _episode_folder(r.save_episodes) as folder:
         files = episode_files_for(
             data.labels, shots, r.ways, queries, r.episodes, r.seed, folder, r.episode_file, options
@@ -153,16 +159,18 @@ def _source_and_data(r: CompareRequest, device):
     return source, load_for_encoder(source, r.dataset, subset, split, r.data_dir, r.seed), subset
 
 
-def _learners(names: list[str], source, seed: int) -> dict[str, Any]:
-    """Each method around the one encoder (a checkpoint's own learner for its own method)."""
+def _learners(names: list[str], source, seed: int, options: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each method around the one encoder, with its ``options`` (a checkpoint's own learner for
+    its own method, the options set on it)."""
     from fewshot.build import build_learner
+    from fewshot.build.learners import rewrap
 
     learners = {}
     for name in names:
         if source.learner is not None and name == source.meta.get("learner"):
-            learners[name] = source.learner
+            learners[name] = rewrap(source, name, options.get(name), seed)
         else:
-            learners[name] = build_learner(name, source.encoder, seed=seed)
+            learners[name] = build_learner(name, source.encoder, options.get(name), seed=seed)
     return learners
 
 
