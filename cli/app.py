@@ -45,6 +45,7 @@ COMMAND_MODULES = (
     "compare",
     "models",
     "continual",
+    "multitask",
     "rank_models",
     "curves",
     "review",

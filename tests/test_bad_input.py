@@ -546,6 +546,43 @@ SCALE_CASES: list[tuple] = [
 ]
 CASES += SCALE_CASES
 
+MT = ["multitask", "--data", "digits,{ws}/imgs", "--image-size", "16", "--device", "cpu"]
+MULTITASK_CASES: list[tuple] = [
+    (
+        "multitask-one-data-set",
+        ["multitask", "--data", "{ws}/imgs"],
+        2,
+        "--data needs at least two data sets",
+    ),
+    ("multitask-data-twice", ["multitask", "--data", "{ws}/imgs,{ws}/imgs/"], 2, "twice"),
+    ("multitask-weights-count", [*MT, "--weights", "1"], 2, "--weights: give one per task (2), got 1"),
+    ("multitask-weights-not-numbers", [*MT, "--weights", "1,x"], 2, "--weights must be numbers"),
+    (
+        "multitask-weights-uncertainty",
+        [*MT, "--weights", "1,2", "--weighting", "uncertainty"],
+        2,
+        "--weighting fixed",
+    ),
+    ("multitask-weights-all-0", [*MT, "--weights", "0,0"], 2, "not all 0"),
+    (
+        "multitask-sampling",
+        [*MT, "--sampling", "greedy"],
+        2,
+        "--sampling must be one of proportional, uniform",
+    ),
+    (
+        "multitask-weighting",
+        [*MT, "--weighting", "gradnorm"],
+        2,
+        "--weighting must be one of fixed, uncertainty",
+    ),
+    ("multitask-optimizer", [*MT, "--optimizer", "lbfgs"], 2, "--optimizer"),
+    ("multitask-test-fraction", [*MT, "--test-fraction", "1.5"], 2, "--test-fraction"),
+    ("multitask-max-classes-1", [*MT, "--max-classes", "1"], 2, "--max-classes"),
+    ("multitask-out-a-file", [*MT, "--out", "{ws}/a-file.txt"], 2, "exists and is not a directory"),
+]
+CASES += MULTITASK_CASES
+
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
