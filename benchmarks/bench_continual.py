@@ -119,6 +119,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--memory", type=int, default=200)
     parser.add_argument("--frozen-encoder", default="efficientnet-lite0")
+    parser.add_argument(
+        "--frozen-image-size",
+        type=int,
+        default=None,
+        help="Side the frozen encoder reads (default: its own, 224).",
+    )
     parser.add_argument("--avalanche", action="store_true", help="Also run Avalanche 0.6.0 (its own venv).")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/continual.json")
@@ -147,7 +153,8 @@ def run_dataset(dataset: str, args) -> list[dict]:
     strategies = args.strategies.split(",")
     embedded = None
     if any(s in FROZEN for s in strategies):
-        encoder = build_encoder(args.frozen_encoder, "cpu").encoder.eval()
+        options = {"image_size": args.frozen_image_size}
+        encoder = build_encoder(args.frozen_encoder, "cpu", options=options).encoder.eval()
         embedded = (embed(train, encoder), embed(test, encoder), whole)
     out = []
     for scenario in args.scenarios.split(","):
