@@ -66,6 +66,14 @@ WeightDecay = Annotated[float, typer.Option("--weight-decay", min=0, help="AdamW
 ItemsPerStep = Annotated[int, typer.Option("--batch-size", min=1, help="Items per step.")]
 Augment = Annotated[bool, typer.Option("--augment/--no-augment", help="Random shifts of training images.")]
 Hflip = Annotated[bool, typer.Option("--hflip", help="Also flip training images horizontally.")]
+FreezeBN = Annotated[
+    bool,
+    typer.Option(
+        "--freeze-batchnorm",
+        help="Keep every BatchNorm's pretrained running statistics while the weights train "
+        "(advised with few labelled images per class).",
+    ),
+]
 ValFraction = Annotated[
     float,
     typer.Option("--val-fraction", callback=fraction, help="Share of each class held out for validation."),
@@ -125,6 +133,7 @@ def finetune_command(
     batch_size: ItemsPerStep = 64,
     augment: Augment = True,
     hflip: Hflip = False,
+    freeze_batchnorm: FreezeBN = False,
     val_fraction: ValFraction = 0.2,
     patience: Patience = 5,
     unfreeze_every: UnfreezeEvery = 2,

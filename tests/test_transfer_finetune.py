@@ -279,3 +279,18 @@ def test_the_prototype_head_starts_at_a_sane_loss_whatever_the_feature_norm():
         predictions.append(logits.argmax(-1))
     assert torch.equal(predictions[0], predictions[1])  # the same nearest-mean classifier
     assert losses[1] == pytest.approx(losses[0], rel=1e-3) and losses[1] < 2.0
+
+
+def test_freeze_batchnorm_keeps_the_running_statistics_while_weights_train():
+    data = pattern_images(per_class=8)
+    stats = {}
+    for freeze in (False, True):
+        encoder = small_conv4()
+        before = {k: v.clone() for k, v in encoder.state_dict().items()}
+        config = FinetuneConfig(epochs=1, batch_size=8, freeze_batchnorm=freeze, device="cpu")
+        finetune(encoder, data, config, progress=False)
+        after = encoder.state_dict()
+        changed = {k for k in before if not torch.equal(before[k], after[k])}
+        stats[freeze] = {k for k in changed if "running_" in k}
+        assert any(k.endswith("weight") for k in changed)  # the network trained either way
+    assert stats[False] and not stats[True]

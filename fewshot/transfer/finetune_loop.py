@@ -248,7 +248,7 @@ class FinetuneEpochs(RunTask):
         n_train = self._blocks_at(epoch)
         set_trainable_blocks(self.encoder, n_train)
         model.train()
-        freeze_batchnorm_stats(self.encoder)
+        freeze_batchnorm_stats(self.encoder, every=config.freeze_batchnorm)
         order = torch.randperm(len(data), generator=self.generator)
         total_loss, total_correct = 0.0, 0
         for start in range(0, len(data), config.batch_size):

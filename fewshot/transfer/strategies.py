@@ -167,12 +167,13 @@ def frozen_state(encoder: nn.Module) -> list[bool]:
     return [all(not p.requires_grad for p in group) for group in block_parameters(encoder)]
 
 
-def freeze_batchnorm_stats(module: nn.Module) -> None:
-    """Put BatchNorm layers whose parameters are all frozen into eval mode (running stats fixed)."""
+def freeze_batchnorm_stats(module: nn.Module, every: bool = False) -> None:
+    """Put BatchNorm layers whose parameters are all frozen (``every``: all of them) into eval
+    mode: their running statistics stay fixed and normalise the batch."""
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             params = list(m.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
+            if every or (params and not any(p.requires_grad for p in params)):
                 m.eval()
 
 

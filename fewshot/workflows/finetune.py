@@ -25,6 +25,7 @@ class FinetuneRequest:
     batch_size: int = 64
     augment: bool = True
     hflip: bool = False
+    freeze_batchnorm: bool = False
     val_fraction: float = 0.2
     patience: int = 5
     unfreeze_every: int = 2
