@@ -169,6 +169,21 @@ def plot(rows: list[dict], shots: list[int], path: str, title: str) -> None:
     print(f"wrote {path}")
 
 
+def finished_sources(path: str, settings: dict) -> tuple[list[dict], list[dict]]:
+    """``(rows, source records)`` an interrupted run with the same settings left in ``path``."""
+    import json
+
+    def same(a: dict) -> dict:  # which sources run, and threads, do not change a source's rows
+        return {k: v for k, v in a.items() if k not in ("sources", "threads")}
+
+    if not Path(path).is_file():
+        return [], []
+    previous = json.loads(Path(path).read_text())
+    if same(previous.get("settings", {})) != same(json.loads(json.dumps(settings))):
+        return [], []
+    return list(previous.get("rows", [])), list(previous.get("sources", []))
+
+
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--episodes", type=int, default=1000)
@@ -228,7 +243,6 @@ def main(argv=None) -> None:
     info = common.machine()
     print(f"# Few-shot on Fashion-MNIST (official test images)\n\nmachine: {common.machine_line(info)}")
     started = time.perf_counter()
-    rows, records = [], []
     with tempfile.TemporaryDirectory(prefix="fashion-fewshot-") as tmp:
         episode_files: dict = {}
 
@@ -242,11 +256,18 @@ def main(argv=None) -> None:
                 )
             return episode_files
 
+        settings = {k: v for k, v in vars(args).items() if k not in ("out", "plot", "progress")}
+        rows, records = finished_sources(args.out, settings)
         for name in args.sources:
+            if any(r["source"] == name for r in records):
+                print(f"\n### {name}: done before, kept (from {args.out})")
+                continue
             r, record = run_source(name, args, files_for, args.methods)
             rows += r
             records.append(record)
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "plot", "progress")}
+            # each finished source is on disk at once: a stopped run resumes with the next one
+            partial = {"settings": settings, "sources": records, "rows": rows, "partial": True}
+            common.write_json(args.out, partial)
     title = (
         f"Fashion-MNIST test ({records[0]['items']} images), {args.ways}-way, {args.queries} queries, "
         f"{args.episodes} episodes"
