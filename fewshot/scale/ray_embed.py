@@ -109,18 +109,22 @@ def _dataset(items, plans, spec, transform, batch_size: int, actors: int | None,
     ds = ds.map_batches(
         decode_batch, fn_kwargs={"transform": transform, "shape": shape}, batch_size=batch_size
     )
-    gpus = ray_gpus() if device != "cpu" else 0
-    remote: dict[str, Any] = {}
-    if os.environ.get(KILL_ONCE):
-        remote["runtime_env"] = {"env_vars": {KILL_ONCE: os.environ[KILL_ONCE]}}
     return ds.map_batches(
         EncodeBatch,
         fn_constructor_kwargs={"spec": spec, "device": device},
         batch_size=batch_size,
-        concurrency=actors or max(1, gpus),
-        num_gpus=1 if gpus else 0,
-        **remote,
+        **actor_options(device, actors),
     )
+
+
+def actor_options(device: str, actors: int | None) -> dict[str, Any]:
+    """`map_batches` options of the model actors: one per GPU (one GPU each) unless `actors`
+    says how many, and the fault-injection variable passed on to their processes."""
+    gpus = ray_gpus() if device != "cpu" else 0
+    options: dict[str, Any] = {"concurrency": actors or max(1, gpus), "num_gpus": 1 if gpus else 0}
+    if os.environ.get(KILL_ONCE):
+        options["runtime_env"] = {"env_vars": {KILL_ONCE: os.environ[KILL_ONCE]}}
+    return options
 
 
 def ray_shards(

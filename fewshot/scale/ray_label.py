@@ -93,7 +93,7 @@ def _pipeline(paths: Sequence[Path], classifier, top_k: int, batch_size: int, ac
     import ray
     from PIL import Image
 
-    from fewshot.scale.ray_embed import KILL_ONCE, ray_gpus
+    from fewshot.scale.ray_embed import actor_options
 
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     rows = [{"pos": i, "path": os.fsencode(p)} for i, p in enumerate(paths)]
@@ -103,17 +103,11 @@ def _pipeline(paths: Sequence[Path], classifier, top_k: int, batch_size: int, ac
     ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
         decode_label_batch, fn_kwargs={"transform": transform, "shape": shape}, batch_size=batch_size
     )
-    gpus = ray_gpus() if device != "cpu" else 0
-    remote: dict[str, Any] = {}
-    if os.environ.get(KILL_ONCE):
-        remote["runtime_env"] = {"env_vars": {KILL_ONCE: os.environ[KILL_ONCE]}}
     return ds.map_batches(
         ClassifyBatch,
         fn_constructor_kwargs={"classifier": ray.put(classifier), "top_k": top_k, "device": device},
         batch_size=batch_size,
-        concurrency=actors or max(1, gpus),
-        num_gpus=1 if gpus else 0,
-        **remote,
+        **actor_options(device, actors),
     )
 
 
