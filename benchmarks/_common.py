@@ -133,6 +133,12 @@ def write_json(path: str | os.PathLike[str], results: dict[str, Any]) -> Path:
     return atomic_write_bytes(path, (text + "\n").encode())
 
 
+def write_table(path: str | os.PathLike[str], args: Any, header: list[str], rows: list[list]) -> Path:
+    """A benchmark's table as JSON beside its command-line settings (``args``, as strings)."""
+    settings = {k: str(v) for k, v in vars(args).items()}
+    return write_json(path, {"settings": settings, "header": header, "rows": rows})
+
+
 def save_figure(fig, path: str | os.PathLike[str]) -> Path:
     """A matplotlib figure as PNG, atomically; the figure is closed."""
     import io

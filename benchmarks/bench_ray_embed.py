@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, machine_line, markdown_table, write_json  # noqa: E402
+from _common import machine, machine_line, markdown_table, write_table  # noqa: E402
 
 
 def write_images(folder: Path, count: int, size: int) -> None:
@@ -126,9 +126,7 @@ def main() -> None:
     print(f"{args.images} JPEGs {args.size}x{args.size}, encoder {encoder}, {args.repeats} rounds")
     print(markdown_table(header, rows))
     if args.out:
-        write_json(
-            args.out, {"settings": {k: str(v) for k, v in vars(args).items()}, "header": header, "rows": rows}
-        )
+        write_table(args.out, args, header, rows)
 
 
 if __name__ == "__main__":

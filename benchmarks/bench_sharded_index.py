@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import markdown_table, write_json  # noqa: E402
+from _common import markdown_table, write_table  # noqa: E402
 
 
 def write_folder(folder: Path, rows: int, dim: int, shard_rows: int, seed: int = 0) -> None:
@@ -150,9 +150,7 @@ def main() -> None:
     print(f"{args.rows} x {args.dim} float32, {args.factory}, nprobe {args.nprobe}, {args.queries} queries")
     print(markdown_table(header, rows))
     if args.out:
-        write_json(
-            args.out, {"settings": {k: str(v) for k, v in vars(args).items()}, "header": header, "rows": rows}
-        )
+        write_table(args.out, args, header, rows)
 
 
 if __name__ == "__main__":
