@@ -35,7 +35,8 @@ Split = Annotated[
     str | None,
     typer.Option(
         "--split",
-        help="Omniglot: vinyals | lake | random. Image folder: train,val,test class ratios.",
+        help="Omniglot: vinyals | lake | random; Fashion-MNIST: official | classes; image folder: "
+        "train,val,test class ratios.",
     ),
 ]
 # Numeric options are range-checked here, where they are declared: click refuses a bad value in

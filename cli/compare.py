@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import Command, DataDir, Device, Progress, Seed, Split, Ways
+from fewshot_cli.common import Command, DataDir, Dataset, Device, Progress, Seed, Split, Ways
 from fewshot_cli.episode_options import Rotations, SkipSmallGroups, VariableEpisodes, WithinGroup
 
 
@@ -68,9 +68,6 @@ Model = Annotated[
 Pretrained = Annotated[
     str | None, typer.Option("--pretrained", help="CLIP weights tag or file [default: default].")
 ]
-FolderDataset = Annotated[
-    str, typer.Option("--dataset", help="'omniglot' or a folder with one subfolder per class.")
-]
 Subset = Annotated[
     str | None, typer.Option("--subset", help="Part of the split (default: Omniglot test, folders all).")
 ]
@@ -96,7 +93,7 @@ def compare_command(
     encoder: Encoder = None,
     clip_model: Model = None,
     pretrained: Pretrained = None,
-    dataset: FolderDataset = "omniglot",
+    dataset: Dataset = "omniglot",
     split: Split = None,
     subset: Subset = None,
     episode_file: EpisodeFiles = None,

@@ -284,12 +284,6 @@ EVAL_CASES: list[tuple] = [
     ("eval-episode-file-not-npz", ["eval", "--episode-file", "{ws}/a-file.txt"], 2, "not an .npz archive"),
     ("eval-episode-file-missing", ["eval", "--episode-file", "{ws}/none.npz"], 2, "episode file not found"),
     ("eval-metric-unknown", ["eval", "--metric", "manhattan"], 2, "unknown metric"),
-    (
-        "eval-clip-on-omniglot",
-        ["eval", "--encoder", "clip", *MICRO[:4]],
-        2,
-        "needs an image-folder --dataset",
-    ),
     ("eval-method-unknown", ["eval", "--method", "knn"], 2, "unknown method"),
     ("compare-maml", ["compare", "--methods", "maml"], 2, "compare runs frozen-encoder methods only"),
     ("compare-classifier", ["compare", "--methods", "classifier"], 2, "is a fixed-class model"),

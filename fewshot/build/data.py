@@ -50,6 +50,9 @@ def load_for_encoder(
 
     prep = source.preprocessing
     named = named_dataset(dataset)
+    preprocess = getattr(source.encoder, "preprocess", None)
+    if named is not None and not named.takes_transform and callable(preprocess):
+        return through_preprocess(load_data(dataset, subset, split, data_dir, None, seed), preprocess)
     if named is not None and not named.takes_transform:
         size = (prep or {}).get("image_size") or named.image_size
         return load_data(dataset, subset, split, data_dir, size, seed)
@@ -63,6 +66,26 @@ def load_for_encoder(
             int(prep["image_size"]), int(prep.get("channels", 3)), bool(prep.get("invert"))
         )
     return load_data(dataset, subset, split, data_dir, seed=seed, transform=transform)
+
+
+def through_preprocess(data, preprocess):
+    """A tensor set's ``[0, 1]`` images -> PIL -> the encoder's own ``preprocess`` (CLIP reads
+    PIL images: grey ones become RGB, and the model's resize, crop and normalisation apply)."""
+    import torch
+    from PIL import Image
+
+    from fewshot.data.tensors import LabeledTensors
+
+    def one(x: torch.Tensor) -> torch.Tensor:
+        pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+        if pixels.shape[0] == 1:
+            image = Image.fromarray(pixels[0].numpy())
+        else:
+            image = Image.fromarray(pixels.permute(1, 2, 0).numpy())
+        return preprocess(image.convert("RGB"))
+
+    items = torch.stack([one(x) for x in data.data])
+    return LabeledTensors(items, data.labels, data.class_names, dict(data.info), data.class_groups)
 
 
 def embedding_source(dataset: str, subset: str, split: str | None = None, seed: int = 0):

@@ -74,23 +74,6 @@ def resized(data: LabeledTensors, side: int) -> LabeledTensors:
     )
 
 
-def through_preprocess(data: LabeledTensors, preprocess) -> LabeledTensors:
-    """``[0, 1]`` image tensors -> PIL -> the encoder's own ``preprocess`` (CLIP)."""
-    from PIL import Image
-
-    def one(x: torch.Tensor) -> torch.Tensor:
-        pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8)
-        image = (
-            Image.fromarray(pixels[0].numpy())
-            if pixels.shape[0] == 1
-            else Image.fromarray(pixels.permute(1, 2, 0).numpy())
-        )
-        return preprocess(image.convert("RGB"))
-
-    items = torch.stack([one(x) for x in data.data])
-    return LabeledTensors(items, data.labels, data.class_names, dict(data.info), data.class_groups)
-
-
 @dataclass
 class Target:
     """Where the target's labelled items come from, and how many per class to use."""
@@ -138,6 +121,8 @@ class Target:
         if not self.tensor_set:
             return data
         if getattr(source.encoder, "reads_images", False):
+            from fewshot.build.data import through_preprocess
+
             return through_preprocess(data, source.encoder.preprocess)
         side = (source.preprocessing or {}).get("image_size") or self.named.image_size
         return resized(data, int(side))

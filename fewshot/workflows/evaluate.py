@@ -143,9 +143,9 @@ def model_and_data(r: EvalRequest, device) -> tuple[Any, dict, Any, str | None]:
         check_learner_options,
         data_transform,
         load_data,
-        reads_images,
         sized_by_data,
     )
+    from fewshot.build.data import through_preprocess
     from fewshot.data.catalog import named_dataset
     from fewshot.data.loading import is_embedding_file
     from fewshot.workflows.episodes import rotated_split
@@ -165,10 +165,6 @@ def model_and_data(r: EvalRequest, device) -> tuple[Any, dict, Any, str | None]:
         data = load_data(r.dataset, r.subset, split, r.data_dir, r.image_size, r.seed)
         learner, meta = build_model(r.method, None, encoder, data_shape=tuple(data.data.shape), **build)
     else:
-        if r.checkpoint is None and reads_images(encoder) and named is not None and not named.takes_transform:
-            raise FewshotError(
-                f"--encoder {encoder} needs an image-folder --dataset (a path), not {r.dataset}"
-            )
         learner, meta = build_model(r.method, r.checkpoint, encoder, **build)
         trained_on = meta.get("dataset") or {}
         image_size = r.image_size or trained_on.get("image_size")
@@ -178,7 +174,11 @@ def model_and_data(r: EvalRequest, device) -> tuple[Any, dict, Any, str | None]:
             split = _base_split(named, trained_on.get("split"))
         split = rotated_split(r.dataset, split, r.rotations)
         transform = data_transform(meta, learner)
-        data = load_data(r.dataset, r.subset, split, r.data_dir, image_size, r.seed, transform=transform)
+        own = getattr(learner.encoder, "preprocess", None)
+        if named is not None and not named.takes_transform and callable(own):  # CLIP on tensors
+            data = through_preprocess(load_data(r.dataset, r.subset, split, r.data_dir, None, r.seed), own)
+        else:
+            data = load_data(r.dataset, r.subset, split, r.data_dir, image_size, r.seed, transform=transform)
     if split is None and named is not None:
         split = named.default_split
     from fewshot.transfer.sources import weights_provenance
