@@ -227,3 +227,24 @@ def test_fine_tuning_blocks_of_an_imagenet_encoder_are_its_stages():
     network = encoder.network
     stages = [network.layer1, network.layer2, network.layer3, network.layer4]
     assert blocks == [network.conv1, network.bn1, *stages]
+
+
+def test_named_tensor_sets_load_at_most_native_size_for_encoders_that_resize():
+    """An ImageNet encoder resizes each batch itself, so a named set is not materialised at
+    the network's side (70,000 Fashion-MNIST images at 224 px would be 42 GB): digits come at
+    their native 8 px and the encoder sees the same upsampled input batch by batch."""
+    from fewshot.build import load_data, load_for_encoder
+
+    source = tiny_timm(image_size=48)
+    data = load_for_encoder(source, "digits", "test")
+    assert tuple(data.data.shape[1:]) == (1, 8, 8)
+    native = load_data("digits", "test", image_size=8)
+    assert torch.equal(data.data, native.data) and torch.equal(data.labels, native.labels)
+    encoder = source.encoder.eval()
+    with torch.no_grad():
+        z = encoder.encode_batched(data.data[:16], 8)
+        direct = encoder.network(encoder.input(data.data[:16]))
+    assert z.shape == (16, encoder.embed_dim)
+    torch.testing.assert_close(z, direct, rtol=1e-4, atol=1e-4)
+    conv4 = build_encoder(None)  # the shipped Conv-4 reads 28 px tensors: loaded at its side
+    assert tuple(load_for_encoder(conv4, "digits", "test").data.shape[1:]) == (1, 28, 28)

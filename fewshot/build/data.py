@@ -50,11 +50,17 @@ def load_for_encoder(
 
     prep = source.preprocessing
     named = named_dataset(dataset)
-    preprocess = getattr(source.encoder, "preprocess", None)
-    if named is not None and not named.takes_transform and callable(preprocess):
-        return through_preprocess(load_data(dataset, subset, split, data_dir, None, seed), preprocess)
+    if named is not None and not named.takes_transform and getattr(source.encoder, "reads_images", False):
+        data = load_data(dataset, subset, split, data_dir, None, seed)
+        return through_preprocess(data, source.encoder.preprocess)
     if named is not None and not named.takes_transform:
+        from fewshot.encoders.pretrained import ImageInput
+
         size = (prep or {}).get("image_size") or named.image_size
+        if isinstance(getattr(source.encoder, "input", None), ImageInput):
+            # it resizes every batch itself: load no larger than the originals, never a whole
+            # set at 224 px in memory (70,000 Fashion-MNIST images: 42 GB at 224, 220 MB at 28)
+            size = min(int(size), int(getattr(named, "native_size", named.image_size)))
         return load_data(dataset, subset, split, data_dir, size, seed)
     transform = getattr(source.encoder, "preprocess", None)
     if transform is None:

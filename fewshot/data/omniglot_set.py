@@ -21,6 +21,7 @@ class Omniglot:
     default_split = "vinyals"
     default_subset = "test"
     image_size = 28
+    native_size = 105
     takes_transform = False
 
     def load(

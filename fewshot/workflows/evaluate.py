@@ -174,9 +174,10 @@ def model_and_data(r: EvalRequest, device) -> tuple[Any, dict, Any, str | None]:
             split = _base_split(named, trained_on.get("split"))
         split = rotated_split(r.dataset, split, r.rotations)
         transform = data_transform(meta, learner)
-        own = getattr(learner.encoder, "preprocess", None)
-        if named is not None and not named.takes_transform and callable(own):  # CLIP on tensors
-            data = through_preprocess(load_data(r.dataset, r.subset, split, r.data_dir, None, r.seed), own)
+        clip = getattr(learner.encoder, "reads_images", False)  # PIL input: CLIP on tensors
+        if named is not None and not named.takes_transform and clip:
+            data = load_data(r.dataset, r.subset, split, r.data_dir, None, r.seed)
+            data = through_preprocess(data, learner.encoder.preprocess)
         else:
             data = load_data(r.dataset, r.subset, split, r.data_dir, image_size, r.seed, transform=transform)
     if split is None and named is not None:
