@@ -11,7 +11,8 @@ Cases (``--cases``):
   transfer at the larger sizes.
 
 Each: `fewshot.workflows.curves.run_curves` (full fine-tuning, AdamW, lr 1e-4 pretrained /
-``--scratch-lr`` 1e-3 scratch, head 1e-3, batch 32, ``--epochs``, no early stopping, the last
+``--scratch-lr`` 1e-3 scratch, head 1e-3, batch 32, ``--epochs``, BatchNorm statistics kept in
+pretrained runs (``--no-freeze-batchnorm``: trained), no early stopping, the last
 epoch's accuracy on ``--test-per-class`` held-out items per class of the official train part,
 ``--seeds`` seeds; 95% Student-t intervals). Writes ``<out>-<case>.json`` and ``.png``.
 
@@ -43,6 +44,12 @@ def parse(argv):
     p.add_argument("--scratch-lr", type=float, default=1e-3)
     p.add_argument("--test-per-class", type=int, default=30)
     p.add_argument("--image-size", type=int, default=64)
+    p.add_argument(
+        "--freeze-batchnorm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="BatchNorm keeps the pretrained statistics (few labels: see bench_fashion_finetune)",
+    )
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="curves", help="prefix of the JSON and PNG files")
     return p.parse_args(argv)
@@ -58,6 +65,7 @@ def run(case: str, args):
         sizes=args.conv4_sizes if case == "omniglot-conv4" else args.sizes,
         seeds=args.seeds,
         epochs=args.epochs,
+        freeze_batchnorm=args.freeze_batchnorm,
         scratch_lr=args.scratch_lr,
         test_per_class=args.test_per_class,
         image_size=args.image_size if case == "lite0" else None,

@@ -15,6 +15,8 @@ from fewshot_cli.common import (
     Device,
     ImageSize,
     Progress,
+    echo_report,
+    request_settings,
 )
 from fewshot_cli.finetune import Encoder, Resume, Seed
 from fewshot_cli.train import positive
@@ -121,19 +123,12 @@ def adapt_command(
     """Adapt a model to unlabelled target data; report source-only beside adapted; write a classifier."""
     from fewshot.workflows.adapt import AdaptRequest, run_adapt
 
-    values = {k: v for k, v in ctx.params.items() if k != "as_json"}
+    values = request_settings(ctx)
     values["params"] = list(values["params"] or [])
     report = run_adapt(AdaptRequest(**values))
     if report["negative_transfer"]:
         typer.echo(_warning(report), err=True)
-    if as_json:
-        import json
-
-        from fewshot.runs import json_safe
-
-        typer.echo(json.dumps(json_safe(report), allow_nan=False))
-    else:
-        typer.echo(_summary(report))
+    echo_report(report, as_json, _summary)
 
 
 def _warning(r: dict) -> str:

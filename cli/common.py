@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
@@ -143,3 +144,26 @@ Workers = Annotated[
         "--workers", min=0, help="Image-decoding processes (default: up to 8; 0 decodes in-process)."
     ),
 ]
+
+
+def request_settings(ctx: typer.Context, as_json: bool = False) -> dict[str, Any]:
+    """The command's parameters as its request's fields (``--json`` is the CLI's own); with
+    ``as_json``, no progress bar while JSON is printed."""
+    settings = {k: v for k, v in ctx.params.items() if k != "as_json"}
+    if as_json and "progress" in settings:
+        settings["progress"] = False
+    return settings
+
+
+def json_line(report: dict) -> str:
+    """Valid JSON always: a NaN or infinite number becomes null."""
+    import json
+
+    from fewshot.runs import json_safe
+
+    return json.dumps(json_safe(report), allow_nan=False)
+
+
+def echo_report(report: dict, as_json: bool, table: Callable[[dict], str]) -> None:
+    """The report as one JSON object with ``--json``, else as ``table(report)``."""
+    typer.echo(json_line(report) if as_json else table(report))

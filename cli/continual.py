@@ -6,7 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import AsJson, Command, DataDir, Device, ImageSize, Progress, Seed, Split
+from fewshot_cli.common import (
+    AsJson,
+    Command,
+    DataDir,
+    Device,
+    ImageSize,
+    Progress,
+    Seed,
+    Split,
+    echo_report,
+    request_settings,
+)
 from fewshot_cli.train import positive
 
 
@@ -153,15 +164,8 @@ def continual_command(
     """Train a continual-learning strategy on a stream; print and save the accuracy matrix."""
     from fewshot.workflows.continual import ContinualRequest, run_continual
 
-    report = run_continual(ContinualRequest(**{k: v for k, v in ctx.params.items() if k != "as_json"}))
-    if as_json:
-        import json
-
-        from fewshot.runs import json_safe
-
-        typer.echo(json.dumps(json_safe(report), allow_nan=False))
-    else:
-        typer.echo(summary(report))
+    report = run_continual(ContinualRequest(**request_settings(ctx)))
+    echo_report(report, as_json, summary)
 
 
 def summary(r: dict) -> str:

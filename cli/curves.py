@@ -6,8 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import AsJson, Command, DataDir, Device, Progress, Seed, Split
-from fewshot_cli.finetune import Epochs, HeadLr, ItemsPerStep, Lr, Subset
+from fewshot_cli.common import (
+    AsJson,
+    Command,
+    DataDir,
+    Device,
+    Progress,
+    Seed,
+    Split,
+    echo_report,
+    request_settings,
+)
+from fewshot_cli.finetune import Epochs, FreezeBN, HeadLr, ItemsPerStep, Lr, Subset
 from fewshot_cli.rank_models import Data, ImageSide
 from fewshot_cli.train import positive
 
@@ -58,6 +68,7 @@ def curves_command(
     scratch_lr: ScratchLr = 1e-3,
     head_lr: HeadLr = 1e-3,
     batch_size: ItemsPerStep = 32,
+    freeze_batchnorm: FreezeBN = False,
     test_per_class: TestPerClass = 100,
     curve_size: CurveSize = None,
     subset: Subset = "all",
@@ -74,14 +85,8 @@ def curves_command(
     """Learning and data-efficiency curves, pretrained vs scratch, and the negative-transfer gap."""
     from fewshot.workflows.curves import CurvesRequest, run_curves
 
-    settings = {k: v for k, v in ctx.params.items() if k != "as_json"}
-    report = run_curves(CurvesRequest(**{**settings, "progress": False if as_json else progress}))
-    if as_json:
-        from fewshot_cli.evaluate import json_line
-
-        typer.echo(json_line({k: v for k, v in report.items() if k != "runs"}))
-    else:
-        typer.echo(table(report))
+    report = run_curves(CurvesRequest(**request_settings(ctx, as_json)))
+    echo_report({k: v for k, v in report.items() if k != "runs"} if as_json else report, as_json, table)
 
 
 def _pm(stat: dict, scale: float = 100, digits: int = 1) -> str:

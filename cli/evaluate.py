@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +19,7 @@ from fewshot_cli.common import (
     Seed,
     Split,
     encoder_names,
+    json_line,
     method_names,
 )
 from fewshot_cli.episode_options import Rotations, SkipSmallGroups, VariableEpisodes, WithinGroup
@@ -194,13 +194,6 @@ def episode_rate(n_episodes: int, seconds: float) -> str:
         return "-"
     rate = n_episodes / seconds
     return f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}"
-
-
-def json_line(report: dict) -> str:
-    """Valid JSON always: a NaN or infinite number becomes null."""
-    from fewshot.runs import json_safe
-
-    return json.dumps(json_safe(report), allow_nan=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import AsJson, Command, DataDir, Device, ImageSize, Progress, Split
+from fewshot_cli.common import (
+    AsJson,
+    Command,
+    DataDir,
+    Device,
+    ImageSize,
+    Progress,
+    Split,
+    json_line,
+    request_settings,
+)
 from fewshot_cli.train import positive
 
 STRATEGY_HELP = (
@@ -155,15 +165,11 @@ def finetune_command(
     """Fine-tune an encoder plus a new head on labelled data; write a classifier for `fewshot predict`."""
     from fewshot.workflows.finetune import FinetuneRequest, run_finetune
 
-    report = run_finetune(FinetuneRequest(**{k: v for k, v in ctx.params.items() if k != "as_json"}))
+    report = run_finetune(FinetuneRequest(**request_settings(ctx)))
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the group
         return
     if as_json:
-        import json
-
-        from fewshot.runs import json_safe
-
-        typer.echo(json.dumps(json_safe(report), allow_nan=False))
+        typer.echo(json_line(report))
     else:
         from fewshot.class_accuracy import worst_lines
 

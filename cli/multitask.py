@@ -7,7 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import AsJson, Command, DataDir, Device, ImageSize, Progress, Seed
+from fewshot_cli.common import (
+    AsJson,
+    Command,
+    DataDir,
+    Device,
+    ImageSize,
+    Progress,
+    Seed,
+    echo_report,
+    request_settings,
+)
 from fewshot_cli.train import positive
 
 Data = Annotated[
@@ -121,15 +131,8 @@ def multitask_command(
     """Train one shared encoder with a head per task on several data sets; compare with one model per task."""
     from fewshot.workflows.multitask import MultiTaskRequest, run_multitask
 
-    report = run_multitask(MultiTaskRequest(**{k: v for k, v in ctx.params.items() if k != "as_json"}))
-    if as_json:
-        import json
-
-        from fewshot.runs import json_safe
-
-        typer.echo(json.dumps(json_safe(report), allow_nan=False))
-    else:
-        typer.echo(summary(report))
+    report = run_multitask(MultiTaskRequest(**request_settings(ctx)))
+    echo_report(report, as_json, summary)
 
 
 def _cell(value: float | None) -> str:

@@ -6,8 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import AsJson, Command, DataDir, Device, Progress, Seed, Split
-from fewshot_cli.finetune import Epochs, HeadLr, ItemsPerStep, Lr, Subset, ValFraction
+from fewshot_cli.common import (
+    AsJson,
+    Command,
+    DataDir,
+    Device,
+    Progress,
+    Seed,
+    Split,
+    echo_report,
+    request_settings,
+)
+from fewshot_cli.finetune import Epochs, FreezeBN, HeadLr, ItemsPerStep, Lr, Subset, ValFraction
 
 Data = Annotated[
     str, typer.Argument(help="A named data set (fashion-mnist, digits, omniglot) or an image folder.")
@@ -66,6 +76,7 @@ def rank_models_command(
     lr: Lr = 1e-4,
     head_lr: HeadLr = 1e-3,
     batch_size: ItemsPerStep = 32,
+    freeze_batchnorm: FreezeBN = False,
     per_class: PerClass = None,
     classes: Classes = None,
     val_fraction: ValFraction = 0.2,
@@ -82,14 +93,8 @@ def rank_models_command(
     """Rank pretrained encoders on a labelled target with transferability scores (LogME, LEEP, ...)."""
     from fewshot.workflows.rank_models import RankRequest, rank_models
 
-    settings = {k: v for k, v in ctx.params.items() if k != "as_json"}
-    report = rank_models(RankRequest(**{**settings, "progress": False if as_json else progress}))
-    if as_json:
-        from fewshot_cli.evaluate import json_line
-
-        typer.echo(json_line(report))
-    else:
-        typer.echo(table(report))
+    report = rank_models(RankRequest(**request_settings(ctx, as_json)))
+    echo_report(report, as_json, table)
 
 
 def _cell(value) -> str:

@@ -6,7 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fewshot_cli.common import AsJson, Command, DataDir, Device, Progress, Seed, Split
+from fewshot_cli.common import (
+    AsJson,
+    Command,
+    DataDir,
+    Device,
+    Progress,
+    Seed,
+    Split,
+    json_line,
+    request_settings,
+)
 from fewshot_cli.curves import Encoder
 from fewshot_cli.finetune import Subset
 from fewshot_cli.rank_models import Data, ImageSide
@@ -51,13 +61,8 @@ def representations_command(
     """A 2-D map (t-SNE/UMAP) of an encoder's features by class, and linear probes per block."""
     from fewshot.workflows.representations import RepresentationsRequest, run_representations
 
-    settings = {k: v for k, v in ctx.params.items() if k != "as_json"}
-    report = run_representations(
-        RepresentationsRequest(**{**settings, "progress": False if as_json else progress})
-    )
+    report = run_representations(RepresentationsRequest(**request_settings(ctx, as_json)))
     if as_json:
-        from fewshot_cli.evaluate import json_line
-
         typer.echo(json_line(report))
         return
     lines = [f"{report['encoder']} on {report['data']}: {report['items']} items"]

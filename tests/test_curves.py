@@ -84,3 +84,13 @@ def test_curves_command_end_to_end(tmp_path):
     assert "   3 per class: " in result.output  # the table and a verdict per size
     again = CliRunner().invoke(app, [*argv, "--json"])
     assert json.loads(again.output)["sizes"] == report["sizes"]  # same seed, same numbers
+
+
+def test_freeze_batchnorm_reaches_pretrained_runs_only():
+    from fewshot.workflows.curves import CurvesRequest, _config
+
+    r = CurvesRequest(data="digits", encoder="conv4", freeze_batchnorm=True, lr=1e-4, scratch_lr=1e-3)
+    pretrained, scratch = _config(r, "pretrained", 1, "cpu"), _config(r, "scratch", 1, "cpu")
+    assert pretrained.freeze_batchnorm and not scratch.freeze_batchnorm
+    assert (pretrained.lr, scratch.lr) == (1e-4, 1e-3) and pretrained.seed == r.seed + 1
+    assert not _config(CurvesRequest(data="digits", encoder="conv4"), "pretrained", 0, "cpu").freeze_batchnorm

@@ -70,3 +70,10 @@ def test_model_specs():
         split_models("a,a")
     with pytest.raises(FewshotError, match="option=value"):
         parse_model("a[b]")
+
+
+def test_freeze_batchnorm_reaches_the_finetuning_config():
+    from fewshot.workflows.rank_models import RankRequest, _config
+
+    assert _config(RankRequest(data="digits", models="conv4", freeze_batchnorm=True), "cpu").freeze_batchnorm
+    assert not _config(RankRequest(data="digits", models="conv4"), "cpu").freeze_batchnorm

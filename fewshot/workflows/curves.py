@@ -37,6 +37,7 @@ class CurvesRequest:
     scratch_lr: float = 1e-3
     head_lr: float = 1e-3
     batch_size: int = 32
+    freeze_batchnorm: bool = False  # pretrained runs only: scratch has no statistics to keep
     test_per_class: int = 100
     curve_size: str | None = None  # the size whose learning curves are plotted (default: largest)
     subset: str = "all"
@@ -171,22 +172,30 @@ def _scratch(name, options, source, target, device, seed: int):
     return encoder
 
 
-def _run(init, size, seed, encoder, train, test, encoder_name, r: CurvesRequest, device) -> dict:
-    from fewshot.transfer.curves import area_under_curve, steps_to_fraction
+def _config(r: CurvesRequest, init: str, seed: int, device):
+    """One run's fine-tuning settings: the pretrained or scratch learning rate; BatchNorm
+    statistics kept (``freeze_batchnorm``) for pretrained runs only."""
     from fewshot.transfer.finetune import FinetuneConfig
-    from fewshot.transfer.fit_eval import fit_and_test
 
-    lr = r.lr if init == "pretrained" else r.scratch_lr
+    pretrained = init == "pretrained"
     config = FinetuneConfig(
         epochs=r.epochs,
-        lr=lr,
+        lr=r.lr if pretrained else r.scratch_lr,
         head_lr=r.head_lr,
         batch_size=r.batch_size,
+        freeze_batchnorm=r.freeze_batchnorm and pretrained,
         seed=r.seed + seed,
         device=str(device),
     )
     config.check()
-    outcome = fit_and_test(encoder, train, test, r.strategy, config, encoder_name)
+    return config
+
+
+def _run(init, size, seed, encoder, train, test, encoder_name, r: CurvesRequest, device) -> dict:
+    from fewshot.transfer.curves import area_under_curve, steps_to_fraction
+    from fewshot.transfer.fit_eval import fit_and_test
+
+    outcome = fit_and_test(encoder, train, test, r.strategy, _config(r, init, seed, device), encoder_name)
     return {
         "init": init,
         "size": size_label(size),

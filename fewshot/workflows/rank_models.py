@@ -33,6 +33,7 @@ class RankRequest:
     lr: float = 1e-4
     head_lr: float = 1e-3
     batch_size: int = 32
+    freeze_batchnorm: bool = False  # BatchNorm keeps the candidates' running statistics
     per_class: int | None = None
     classes: int | None = None  # a seeded sample of this many classes
     val_fraction: float = 0.2
@@ -170,7 +171,13 @@ def _config(r: RankRequest, device):
     from fewshot.transfer.finetune import FinetuneConfig
 
     config = FinetuneConfig(
-        epochs=r.epochs, lr=r.lr, head_lr=r.head_lr, batch_size=r.batch_size, seed=r.seed, device=str(device)
+        epochs=r.epochs,
+        lr=r.lr,
+        head_lr=r.head_lr,
+        batch_size=r.batch_size,
+        freeze_batchnorm=r.freeze_batchnorm,
+        seed=r.seed,
+        device=str(device),
     )
     config.check()
     return config
