@@ -6,8 +6,10 @@ of each meta-batch (`fewshot.scale.distributed.RankEpisodes`), computes its part
 meta-gradient (`fewshot.scale.dist_training.rank_meta_gradient`: the explicit all-reduce for
 MAML, DistributedDataParallel for ProtoNet) and steps Adam. Threads per rank = cores / W, so
 every world size uses the same cores. Reported: median seconds per meta-step (after warm-up
-steps) and the speed-up over one process; rank 0's weights after the steps are checked against
-the 1-process run's (max abs difference).
+steps) and the speed-up over one process; the first step's all-reduced meta-gradient and rank
+0's parameters after the steps are checked against the 1-process run's (max abs difference:
+the gradients agree to float rounding; Adam turns rounding noise in near-zero gradients, such as
+those of a convolution bias before BatchNorm, into steps of up to lr, so weights drift apart).
 
     python benchmarks/bench_distributed.py                          # 1 and 2 ranks, 20 steps
     python benchmarks/bench_distributed.py --worlds 1 2 4 --steps 50 --out dist.json
@@ -44,7 +46,7 @@ def _data(args):
     from fewshot.data.tensors import LabeledTensors
 
     g = torch.Generator().manual_seed(0)
-    classes, per = 40, 10
+    classes, per = 40, args.shots + args.queries + 4  # every class can fill an episode
     x = torch.rand(classes, 1, 28, 28, generator=g).repeat_interleave(per, 0)
     x = (x + 0.3 * torch.rand(len(x), 1, 28, 28, generator=g)).clamp(0, 1)
     return LabeledTensors(
@@ -83,7 +85,7 @@ def rank_main(rank: int, world: int, port: int, args, out: str) -> None:
 
         ddp = DistributedDataParallel(EpisodeLoss(learner))
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
-    seconds = []
+    seconds, first_grad = [], {}
     for step in range(total):
         started = time.perf_counter()
         episodes = [sampler.gather(data.data, e) for _, e in next(steps)]
@@ -92,12 +94,18 @@ def rank_main(rank: int, world: int, port: int, args, out: str) -> None:
             rank_meta_gradient(learner, episodes, args.meta_batch, world, ddp)
         else:
             rank_meta_gradient_single(learner, episodes)
+        if step == 0:  # the all-reduced meta-gradient, before Adam turns float noise into steps
+            first_grad = {
+                k: p.grad.detach().clone() for k, p in learner.named_parameters() if p.grad is not None
+            }
         optimizer.step()
         if step >= args.warmup:
             seconds.append(time.perf_counter() - started)
     if rank == 0:
-        state = {k: v.detach().clone() for k, v in learner.state_dict().items()}
-        torch.save({"seconds": seconds, "state": state, "threads": threads}, out)
+        # parameters only: BatchNorm's running statistics are rank 0's own under DDP (its
+        # buffers are broadcast), so they differ from one process's by design
+        state = {k: v.detach().clone() for k, v in learner.named_parameters()}
+        torch.save({"seconds": seconds, "state": state, "grad": first_grad, "threads": threads}, out)
 
 
 def rank_meta_gradient_single(learner, episodes) -> None:
@@ -108,6 +116,10 @@ def rank_meta_gradient_single(learner, episodes) -> None:
     for episode in episodes:
         loss, _ = learner.episode_loss(episode)
         (loss / len(episodes)).backward()
+
+
+def max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k].float() - v.float()).abs().max()) for k, v in b.items())
 
 
 def run_world(world: int, args, folder: Path) -> dict:
@@ -141,19 +153,21 @@ def main() -> None:
             base = statistics.median(found[args.worlds[0]]["seconds"])
             for world, got in found.items():
                 median = statistics.median(got["seconds"])
-                diff = max(
-                    float((got["state"][k].float() - v.float()).abs().max())
-                    for k, v in found[args.worlds[0]]["state"].items()
-                )
-                rows.append(
-                    [name, world, got["threads"], round(median, 4), round(base / median, 2), f"{diff:.1e}"]
-                )
+                base_run = found[args.worlds[0]]
+                diff = max_diff(got["state"], base_run["state"])
+                grad = max_diff(got["grad"], base_run["grad"])
+                scale = max(float(v.abs().max()) for v in base_run["grad"].values())
+                grads = f"{grad:.1e} (of {scale:.1e})"
+                speed = round(base / median, 2)
+                rows.append([name, world, got["threads"], round(median, 4), speed, grads, f"{diff:.1e}"])
                 results[f"{name}/{world}"] = {
                     "median_s": median,
                     "seconds": got["seconds"],
+                    "max_first_grad_diff": grad,
+                    "max_first_grad": scale,
                     "max_weight_diff": diff,
                 }
-    header = ["method", "ranks", "threads/rank", "s / meta-step", "speed-up", "max |w - w_1|"]
+    header = ["method", "ranks", "threads/rank", "s / step", "speed-up", "max |g - g_1|", "max |w - w_1|"]
     print(machine_line(machine()))
     print(f"meta-batch {args.meta_batch}, {args.ways}-way {args.shots}-shot, {args.queries} queries, Conv-4")
     print(markdown_table(header, rows))
