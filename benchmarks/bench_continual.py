@@ -17,6 +17,7 @@ reports the accuracy of both and the time ratio per experience.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -135,8 +136,13 @@ def main() -> None:
     info = machine()
     print(machine_line(info), flush=True)
     results, rows = [], []
+
+    def save(rec: dict) -> None:  # after every strategy: a stopped run keeps what it measured
+        results.append(rec)
+        write_json(args.out, {"machine": info, "settings": vars(args), "results": results})
+
     for dataset in args.datasets.split(","):
-        results += run_dataset(dataset, args)
+        run_dataset(dataset, args, save)
     for r in results:
         rows.append(table_row(r, args.avalanche))
     headers = ["data", "scenario", "strategy", "seeds", "avg acc", "±95%", "forgetting", "±95%", "s/exp"]
@@ -146,7 +152,7 @@ def main() -> None:
     write_json(args.out, {"machine": info, "settings": vars(args), "results": results})
 
 
-def run_dataset(dataset: str, args) -> list[dict]:
+def run_dataset(dataset: str, args, save) -> None:
     from fewshot.build import build_encoder
 
     train, test, whole = load(dataset, args.per_class, args.test_per_class, args.alphabets)
@@ -156,7 +162,6 @@ def run_dataset(dataset: str, args) -> list[dict]:
         options = {"image_size": args.frozen_image_size}
         encoder = build_encoder(args.frozen_encoder, "cpu", options=options).encoder.eval()
         embedded = (embed(train, encoder), embed(test, encoder), whole)
-    out = []
     for scenario in args.scenarios.split(","):
         for strategy in strategies:
             if strategy == "multihead" and scenario != "task-il":
@@ -171,9 +176,9 @@ def run_dataset(dataset: str, args) -> list[dict]:
                     from bench_continual_avalanche import run_avalanche
 
                     theirs.append(run_avalanche(stream, strategy, seed, args))
+                    print(f"  Avalanche: {json.dumps(theirs[-1], default=str)[:200]}", flush=True)
                 print(f"{dataset} {scenario} {strategy} seed {seed}: {summary(report)}", flush=True)
-            out.append(record(dataset, scenario, strategy, runs, theirs))
-    return out
+            save(record(dataset, scenario, strategy, runs, theirs))
 
 
 def summary(report: dict) -> str:
