@@ -7,9 +7,10 @@ meta-gradient (`fewshot.scale.dist_training.rank_meta_gradient`: the explicit al
 MAML, DistributedDataParallel for ProtoNet) and steps Adam. Threads per rank = cores / W, so
 every world size uses the same cores. Reported: median seconds per meta-step (after warm-up
 steps) and the speed-up over one process; the first step's all-reduced meta-gradient and rank
-0's parameters after the steps are checked against the 1-process run's (max abs difference:
-the gradients agree to float rounding; Adam turns rounding noise in near-zero gradients, such as
-those of a convolution bias before BatchNorm, into steps of up to lr, so weights drift apart).
+0's parameters after the steps are checked against the 1-process run's (max abs difference,
+beside the gradient's largest value; Adam turns small differences in near-zero gradients, such
+as those of a convolution bias before BatchNorm, into steps of up to lr, so the weights drift
+further apart than the gradients differ).
 
     python benchmarks/bench_distributed.py                          # 1 and 2 ranks, 20 steps
     python benchmarks/bench_distributed.py --worlds 1 2 4 --steps 50 --out dist.json
