@@ -16,12 +16,20 @@ from review_fixtures import review_workspace
 pytest.importorskip("uvicorn")
 
 
+def _default_sigint() -> None:
+    # a test run started in the background (`make test &`, nohup, some CI runners) inherits an
+    # ignored SIGINT, and Python then never turns Ctrl-C into KeyboardInterrupt: give the
+    # server the terminal's default, as a user's shell does
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(*argv: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "fewshot_cli.app", "review", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 
