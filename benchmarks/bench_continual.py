@@ -148,8 +148,7 @@ def main() -> None:
     headers = ["data", "scenario", "strategy", "seeds", "avg acc", "±95%", "forgetting", "±95%", "s/exp"]
     if args.avalanche:
         headers += ["Avalanche acc", "±95%", "Avalanche s/exp", "time ratio"]
-    print(markdown_table(headers, rows))
-    write_json(args.out, {"machine": info, "settings": vars(args), "results": results})
+    print(markdown_table(headers, rows))  # the JSON is complete: `save` wrote it after each strategy
 
 
 def run_dataset(dataset: str, args, save) -> None:

@@ -39,16 +39,14 @@ def lite0_features(args, data):
     import torch
 
     from fewshot.build import build_encoder
-    from fewshot.transfer.candidates import features_and_source, source_head
+    from fewshot.transfer.candidates import features_and_source, source_probabilities
 
     caches = sorted(BENCH_DIR.glob("index-real-fashion-None-*.npy"))  # every image, any side
     source = build_encoder("efficientnet-lite0", "cpu", {"image_size": args.image_size}, seed=0)
     if caches:  # train images come first in the official split's 'all'
         cache = caches[0]
         z = torch.from_numpy(np.load(cache, mmap_mode="r")[: args.items].copy())
-        w, b = source_head(source.encoder)
-        probs = torch.softmax(z.double() @ w.double().T + b.double(), dim=-1).numpy()
-        return z.numpy(), probs, f"cached features ({cache.name})"
+        return z.numpy(), source_probabilities(source.encoder, z), f"cached features ({cache.name})"
     items = data.data[: args.items]
     z, probs = features_and_source(source.encoder, items, progress=True)
     return z, probs, f"computed here at {args.image_size} px"

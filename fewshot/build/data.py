@@ -50,10 +50,10 @@ def load_for_encoder(
 
     prep = source.preprocessing
     named = named_dataset(dataset)
-    if named is not None and not named.takes_transform and getattr(source.encoder, "reads_images", False):
-        data = load_data(dataset, subset, split, data_dir, None, seed)
-        return through_preprocess(data, source.encoder.preprocess)
-    if named is not None and not named.takes_transform:
+    if named is not None and not named.takes_transform:  # a tensor set
+        if getattr(source.encoder, "reads_images", False):  # CLIP: its own PIL preprocess
+            data = load_data(dataset, subset, split, data_dir, None, seed)
+            return through_preprocess(data, source.encoder.preprocess)
         from fewshot.encoders.pretrained import ImageInput
 
         size = (prep or {}).get("image_size") or named.image_size

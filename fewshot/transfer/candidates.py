@@ -97,11 +97,16 @@ def source_head(encoder: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
 def features_and_source(encoder: Any, items: torch.Tensor, progress: bool | None = None):
     """``(features (n, d) float32 numpy, source probabilities (n, s) or None)``."""
     z = encoder.encode_batched(items, progress=bool(progress))
+    return z.numpy(), source_probabilities(encoder, z)
+
+
+def source_probabilities(encoder: Any, z: torch.Tensor):
+    """The source head's class probabilities ``(n, s)`` for pooled features ``z`` ``(n, d)``,
+    or None when the encoder kept no source head."""
     head = source_head(encoder)
-    probs = None
-    if head is not None:
-        probs = torch.softmax(z.double() @ head[0].double().T.cpu() + head[1].double().cpu(), dim=-1).numpy()
-    return z.numpy(), probs
+    if head is None:
+        return None
+    return torch.softmax(z.double() @ head[0].double().T.cpu() + head[1].double().cpu(), dim=-1).numpy()
 
 
 def timed_scores(names: list[str], features: np.ndarray, labels: np.ndarray, probs) -> tuple[dict, dict]:
