@@ -9,8 +9,9 @@ on the source), each network method adapted from it (``--epochs``, checkpoint ch
 validator), the frozen-feature methods on the source-only network's features (grid value
 chosen by IM), and the oracle (the same network trained on the labelled target ``train``).
 The "selected by V" rows are the method with the highest score of validator V (IM, `fewshot
-adapt`'s default; entropy; SND) on the unlabelled target: the goal is that the selected method
-closes at least half of the source-only -> oracle gap.
+adapt`'s default; entropy; SND) on the unlabelled target, and the candidate (source-only among
+them) with the highest agreement with all candidates' vote (`fewshot rank-adapted`): the goal is
+that the selected method closes at least half of the source-only -> oracle gap.
 
 ``shifts``: digits and Fashion-MNIST (``FEWSHOT_DATA_DIR``), source = ``train`` (a stratified
 sample), target = the ``test`` items shifted (blur + contrast, rotation, inversion): adapted on
@@ -49,7 +50,9 @@ from _common import machine, machine_line, markdown_table, per_class_sample, sub
 VENV = Path.home() / ".cache" / "fewshot" / "bench" / "skada-0.6.0"
 NETWORK = ["adabn", "dann", "cdan", "cdan-e", "mcc", "self-training", "fixmatch"]
 FEATURES = ["coral", "subspace", "ot"]
-VALIDATORS = ("im", "entropy", "snd")  # fewshot.adapt.selection's; IM is `fewshot adapt`'s default
+# fewshot.adapt.selection's per-model validators (IM is `fewshot adapt`'s default), then the
+# agreement with the candidates' vote (`fewshot rank-adapted`; source-only is a candidate)
+VALIDATORS = ("im", "entropy", "snd", "agreement")
 SHIFTS = {"blur-contrast": {"sigma": 1.0, "contrast": 0.4}, "rotation": {"degrees": 30.0}, "inversion": {}}
 
 
@@ -84,18 +87,21 @@ def trained(source, target_items, args, seed: int):
     return adapt(encoder, source, target_items, config, progress=False)[2]["source-only"]
 
 
-def method_rows(source_only, source, target, test, args, seed: int) -> dict[str, dict]:
-    """Every method adapted from ``source_only``: test accuracy, IM on the target, seconds."""
+def method_rows(source_only, source, target, test, args, seed: int, models=None) -> dict[str, dict]:
+    """Every method adapted from ``source_only``: test accuracy, IM on the target, seconds
+    (and, into ``models`` when given, each adapted model by method)."""
     from fewshot.adapt.run import adapt
 
     rows = {}
     for method in NETWORK + FEATURES:
         start = time.perf_counter()
         model = copy.deepcopy(source_only)
-        kept, result, models = adapt(
+        kept, result, models_ = adapt(
             model.encoder, source, target, _config(method, args, seed), progress=False, init=model
         )
-        adapted = models["adapted"]
+        adapted = models_["adapted"]
+        if models is not None:
+            models[method] = adapted
         rows[method] = {
             "test_accuracy": _accuracy(adapted, test),
             "target_im": result.adapted.scores["im"],
@@ -107,6 +113,13 @@ def method_rows(source_only, source, target, test, args, seed: int) -> dict[str,
     return rows
 
 
+def agreement_with_vote(models: dict, items) -> dict[str, float]:
+    """Every candidate's agreement with their vote (`fewshot rank-adapted`'s ranking)."""
+    from fewshot.adapt.ranking import rank_models
+
+    return {row["name"]: row["agreement"] for row in rank_models(models, items)}
+
+
 def digits_suite(args) -> dict:
     from fewshot.data.loading import load_dataset
 
@@ -116,9 +129,12 @@ def digits_suite(args) -> dict:
     for seed in args.seeds:
         source_only = trained(source, target.data, args, seed)
         oracle = trained(target, test.data, args, seed)
-        rows = method_rows(source_only, source, target.data, test, args, seed)
+        models = {"source-only": source_only}  # a candidate: "do not adapt" can win
+        rows = method_rows(source_only, source, target.data, test, args, seed, models)
+        agreement = agreement_with_vote(models, target.data)
         selected = max(rows, key=lambda m: rows[m]["target_im"])
-        by = {v: max(rows, key=lambda m, v=v: rows[m]["target_scores"][v]) for v in VALIDATORS}
+        by = {v: max(rows, key=lambda m, v=v: rows[m]["target_scores"][v]) for v in VALIDATORS[:3]}
+        by["agreement"] = max(agreement, key=agreement.get)
         per_seed.append(
             {
                 "seed": seed,
@@ -128,9 +144,16 @@ def digits_suite(args) -> dict:
                 "methods": rows,
                 "selected": selected,
                 "selected_by": by,
+                "agreement": agreement,
             }
         )
     return {"suite": "digits", "seeds": per_seed}
+
+
+def _picked_accuracy(seed_result: dict, name: str) -> float:
+    if name == "source-only":
+        return seed_result["source_only"]
+    return seed_result["methods"][name]["test_accuracy"]
 
 
 def digits_table(result: dict) -> str:
@@ -144,14 +167,15 @@ def digits_table(result: dict) -> str:
         chosen = sum(s["selected_by"][validator] == method for s in seeds)
         return f"{chosen}/{len(seeds)}" if chosen else ""
 
-    rows = [["source-only", cell([s["source_only"] for s in seeds])] + [""] * len(VALIDATORS)]
+    source_row = ["source-only", cell([s["source_only"] for s in seeds])]
+    rows = [source_row + [picked("source-only", v) for v in VALIDATORS]]
     for method in NETWORK + FEATURES:
         acc = [s["methods"][method]["test_accuracy"] for s in seeds]
         rows.append([method, cell(acc)] + [picked(method, v) for v in VALIDATORS])
     src, orc = np.mean([s["source_only"] for s in seeds]), np.mean([s["oracle"] for s in seeds])
     lines = []
     for v in VALIDATORS:
-        sel = [s["methods"][s["selected_by"][v]]["test_accuracy"] for s in seeds]
+        sel = [_picked_accuracy(s, s["selected_by"][v]) for s in seeds]
         rows.append([f"selected by {v}", cell(sel)] + [""] * len(VALIDATORS))
         closed = (np.mean(sel) - src) / max(1e-9, orc - src)
         verdict = "reached" if closed >= 0.5 else "NOT reached"

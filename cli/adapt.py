@@ -158,5 +158,40 @@ def _summary(r: dict) -> str:
     )
 
 
+Models = Annotated[
+    list[Path], typer.Argument(help="Two or more adapted models (.safetensors) of the same classes.")
+]
+
+
+def rank_adapted_command(
+    ctx: typer.Context,
+    models: Models,
+    target: Target,
+    target_subset: TargetSubset = "all",
+    split: Split = None,
+    target_labels: TargetLabels = True,
+    seed: Seed = 0,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Rank adapted models of different methods on unlabelled target data (ensemble agreement)."""
+    from fewshot.workflows.rank_adapted import RankAdaptedRequest, run_rank_adapted
+
+    report = run_rank_adapted(RankAdaptedRequest(**request_settings(ctx)))
+    echo_report(report, as_json, _ranking)
+
+
+def _ranking(r: dict) -> str:
+    lines = [f"{r['items']} target items of {r['target']}, ranked by agreement with the ensemble:"]
+    for rank, row in enumerate(r["models"], 1):
+        acc = "" if row["accuracy"] is None else f"  accuracy {row['accuracy']:.4f}"
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in row["scores"].items())
+        lines.append(f"{rank:>3}  agreement {row['agreement']:.4f}  {row['name']}  ({scores}){acc}")
+    lines.append(f"best: {r['best']}")
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer) -> None:
     app.command("adapt", cls=Command)(adapt_command)
+    app.command("rank-adapted", cls=Command)(rank_adapted_command)

@@ -141,10 +141,12 @@ def test_adapt_killed_at_every_point_then_rerun_ends_as_an_uninterrupted_run(dom
 def test_inversion_says_negative_transfer_in_one_line_and_keeps_source_only(tmp_path):
     out = tmp_path / "inv.safetensors"
     args = ["adapt", "--source", "digits", "--target", "digits", "--target-subset", "test"]
-    args += ["--target-shift", "inversion", "--method", "coral", "--out", str(out), "--no-progress"]
-    result = CliRunner(mix_stderr=False).invoke(app, args)
+    # AdaBN: the statistics method the shift suite found hurt on inverted digits (12.9% against
+    # 17.8%); CORAL there ends near chance on either side of source-only
+    args += ["--target-shift", "inversion", "--method", "adabn", "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "negative transfer with coral: target accuracy fell" in warnings[0]
+    assert len(warnings) == 1 and "negative transfer with adabn: target accuracy fell" in warnings[0]
     assert "model (source-only)" in result.stdout
     assert load_learner(out)[1]["adapt"]["kept"] == "source-only"

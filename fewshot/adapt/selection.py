@@ -13,12 +13,23 @@ the largest score:
   item's softmax similarity to the other items (cosine of probability vectors, temperature
   0.05). High when predictions form dense, well-separated clusters; like ``entropy`` it also
   scores a collapse onto one class high (every item is every other's neighbour), so
-  ``im``, the default, is the one to trust across methods.
+  ``im``, the default, is the one to trust within one method.
+
+Those three score one model at a time and are comparable between checkpoints and settings of
+one method, not between methods: a frozen-feature method such as OT mapping moves every target
+item onto source items, so its head is near-certain everywhere and wins ``im`` and ``entropy``
+against network methods whatever its accuracy. ``agreement_scores`` (EnsV, Hu et al. 2024)
+compares a set of candidates instead: each scores the fraction of target items on which its
+prediction matches the candidates' ensemble. EnsV's ensemble averages probabilities; here it is
+a majority vote of predicted classes (ties broken by the averaged probabilities), because
+averaging lets one near-certain candidate outvote several hesitant ones, and near-certain is
+exactly how OT mapping errs. It is what `fewshot rank-adapted` ranks by.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -67,6 +78,22 @@ def check_validator(name: str) -> str:
     return name
 
 
+def agreement_scores(probabilities: Sequence[torch.Tensor]) -> list[float]:
+    """EnsV with a vote: for each candidate's target probabilities ``(n, C)``, the fraction of
+    the ``n`` items whose predicted class is the ensemble's (the class most candidates predict;
+    among tied classes, the one of largest mean probability)."""
+    if len(probabilities) < 2:
+        raise FewshotError("ranking by agreement needs at least two candidate models")
+    shapes = {tuple(p.shape) for p in probabilities}
+    if len(shapes) != 1:
+        raise FewshotError(f"the candidates' target probabilities differ in shape: {sorted(shapes)}")
+    stacked = torch.stack([p.double() for p in probabilities])  # (m, n, C)
+    votes = torch.nn.functional.one_hot(stacked.argmax(-1), stacked.shape[-1]).sum(0).double()
+    # the mean probability (< 1) times 0.5 cannot outweigh one vote; it only splits ties
+    ensemble = (votes + 0.5 * stacked.mean(0)).argmax(-1)
+    return [float((p.argmax(-1) == ensemble).double().mean()) for p in stacked]
+
+
 def scores(p: torch.Tensor) -> dict[str, float]:
     """Every validator's score of probabilities ``(n, C)``."""
     return {name: fn(p) for name, fn in VALIDATORS.items()}
@@ -76,4 +103,13 @@ def score(name: str, p: torch.Tensor) -> float:
     return VALIDATORS[check_validator(name)](p)
 
 
-__all__ = ["VALIDATORS", "check_validator", "entropy_score", "im_score", "score", "scores", "snd_score"]
+__all__ = [
+    "VALIDATORS",
+    "agreement_scores",
+    "check_validator",
+    "entropy_score",
+    "im_score",
+    "score",
+    "scores",
+    "snd_score",
+]
