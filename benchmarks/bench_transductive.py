@@ -43,9 +43,18 @@ METHODS = [
     "laplacianshot",
     "matching",
     "transductive-finetune",
+    "tim-cosine",
+    "laplacianshot-easyfsl",
+    "transductive-finetune-l2",
 ]
-# benchmark rows that are a fewshot method with other hyperparameters than its defaults
-VARIANTS = {"pt-map-unnormalised": ("pt-map", {"normalize": False})}
+# benchmark rows that are a fewshot method with other hyperparameters than its defaults: the
+# last three follow easyfsl's formulation where it departs from the paper (see each learner)
+VARIANTS = {
+    "pt-map-unnormalised": ("pt-map", {"normalize": False}),
+    "tim-cosine": ("tim", {"metric": "cosine"}),
+    "laplacianshot-easyfsl": ("laplacianshot", {"normalize": False, "epsilon": 1.0, "knn": 2}),
+    "transductive-finetune-l2": ("transductive-finetune", {"head": "l2"}),
+}
 # easyfsl's class and the constructor arguments that are fewshot's (the papers') defaults
 EASYFSL = {
     "bd-cspn": ("BDCSPN", {}),
@@ -66,12 +75,15 @@ EASYFSL = {
         dict(fine_tuning_steps=20, fine_tuning_lr=0.2, lambda_regularization=10.0),
     ),
     "laplacianshot": ("LaplacianShot", dict(inference_steps=20, knn=3, lambda_regularization=0.7)),
+    "laplacianshot-easyfsl": ("LaplacianShot", dict(inference_steps=20, knn=3, lambda_regularization=0.7)),
     "matching": ("MatchingNetworks", {}),
     "transductive-finetune": (
         "TransductiveFinetuning",
         dict(fine_tuning_steps=25, fine_tuning_lr=5e-5, temperature=1.0),
     ),
 }
+EASYFSL["tim-cosine"] = EASYFSL["tim"]
+EASYFSL["transductive-finetune-l2"] = EASYFSL["transductive-finetune"]
 
 
 def ci95(values: np.ndarray) -> float:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.encoders.base import IdentityEncoder
+from fewshot.errors import FewshotError
 from fewshot.learners import LEARNERS, create_learner
 from fewshot.learners.laplacianshot import knn_neighbours, neighbour_sum
 from fewshot.learners.pt_map import centre_episode, power_transform
@@ -199,3 +200,26 @@ def test_pt_map_centres_support_and_queries_as_the_authors_code():
         plan = learner("pt-map").batch_logits_embeddings(support, query).exp()
     assert accuracy("pt-map", support, query) >= accuracy("protonet", support, query)
     assert plan.amax(-1).mean() > 0.5
+
+
+def test_easyfsl_formulations_start_where_easyfsl_starts():
+    """The options that reproduce easyfsl's choices: TIM's cosine logits on raw class means,
+    LaplacianShot without CL2N, transductive fine-tuning's negative-distance head."""
+    support, query = clusters(2, shift=0.5, seed=9)
+    means = support.mean(2)  # (B, N, d) of the embeddings as given
+    tim = learner("tim", steps=0, metric="cosine").batch_logits_embeddings(support, query)
+    cosine = F.normalize(query, dim=-1) @ F.normalize(means, dim=-1).transpose(1, 2)
+    torch.testing.assert_close(tim, 15.0 * cosine, rtol=1e-4, atol=1e-4)
+    raw = learner("laplacianshot", lam=0.0, rectify=False, normalize=False)
+    expected = (-torch.cdist(query, means).pow(2)).log_softmax(-1)
+    torch.testing.assert_close(raw.batch_logits_embeddings(support, query), expected, rtol=1e-4, atol=1e-4)
+    head = learner("transductive-finetune", steps=0, head="l2").batch_logits_embeddings(support, query)
+    torch.testing.assert_close(head, -torch.cdist(query, means), rtol=1e-4, atol=1e-4)
+    tuned = learner("transductive-finetune", steps=30, lr=0.05, head="l2").batch_logits_embeddings(
+        support, query
+    )
+    entropy = lambda logits: -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1).mean()  # noqa: E731
+    assert entropy(tuned) < entropy(head)
+    for name, option in (("tim", {"metric": "manhattan"}), ("transductive-finetune", {"head": "dot"})):
+        with pytest.raises(FewshotError, match="unknown"):
+            learner(name, steps=1, **option).batch_logits_embeddings(support, query)

@@ -18,6 +18,10 @@ embeddings of an episode do not have) and L2-normalised, as in the paper (Simple
 with ``rectify`` the prototypes are BD-CSPN's rectified ones, as the paper's reported results
 use. Defaults: ``knn = 3``, ``lambda = 0.7``, 20 iterations (the paper tunes ``lambda`` per
 data set on validation episodes).
+
+easyfsl's version differs in three ways that ``normalize=False``, ``epsilon=1`` and ``knn`` one
+lower reproduce: no CL2N, BD-CSPN weights ``exp(cos)`` and ``knn - 1`` neighbours (its kNN
+drops the first of the ``knn`` nearest, the item itself).
 """
 
 from __future__ import annotations
@@ -81,10 +85,19 @@ class LaplacianShot(TransductiveLearner):
         lam: ``lambda``, the weight of the Laplacian term (0.7).
         iterations: the most bound updates (20).
         rectify: start from BD-CSPN's rectified prototypes instead of the support means.
+        normalize: centre on the support mean and L2-normalise first (CL2N, the paper's).
+        epsilon: the rectification weights' sharpness, BD-CSPN's ``eps`` (10).
     """
 
     def __init__(
-        self, encoder: Encoder, knn: int = 3, lam: float = 0.7, iterations: int = 20, rectify: bool = True
+        self,
+        encoder: Encoder,
+        knn: int = 3,
+        lam: float = 0.7,
+        iterations: int = 20,
+        rectify: bool = True,
+        normalize: bool = True,
+        epsilon: float = 10.0,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -92,12 +105,15 @@ class LaplacianShot(TransductiveLearner):
         self.lam = lam
         self.iterations = iterations
         self.rectify = rectify
+        self.normalize = normalize
+        self.epsilon = epsilon
 
     def transduce(self, support: torch.Tensor, onehot: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        centre = support.mean(1, keepdim=True)
-        support, query = F.normalize(support - centre, dim=-1), F.normalize(query - centre, dim=-1)
+        if self.normalize:
+            centre = support.mean(1, keepdim=True)
+            support, query = F.normalize(support - centre, dim=-1), F.normalize(query - centre, dim=-1)
         if self.rectify:
-            prototypes, query = rectified_prototypes(support, onehot, query, 10.0, None)
+            prototypes, query = rectified_prototypes(support, onehot, query, self.epsilon, None)
         else:
             prototypes = weighted_means(onehot, support)
         unary = squared_distances(query, prototypes)

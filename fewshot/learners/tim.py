@@ -12,6 +12,9 @@ where ``H(Y_Q)`` is the entropy of the mean query prediction (it keeps the class
 and ``H(Y_Q | X_Q)`` the mean entropy of each query's prediction (it makes them confident).
 The paper's defaults: ``lambda = 0.1``, ``alpha = 0.1`` (the marginal entropy's weight is 1),
 ``tau = 15``, 1000 iterations, learning rate 1e-4.
+
+``metric="cosine"`` is easyfsl's formulation instead: ``logits = tau * cos(x, w_n)`` with ``w``
+starting at the means of the embeddings as given (not L2-normalised first).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.encoders.base import Encoder
+from fewshot.errors import FewshotError
 from fewshot.learners import LEARNERS
 from fewshot.learners.transductive import (
     TransductiveLearner,
@@ -28,6 +32,7 @@ from fewshot.learners.transductive import (
     squared_distances,
     weighted_means,
 )
+from fewshot.scoring import Metric
 
 
 @LEARNERS.register("tim")
@@ -42,6 +47,8 @@ class TIM(TransductiveLearner):
         marginal_weight: the marginal query entropy's weight (1).
         conditional_weight: ``alpha``, the conditional query entropy's weight (0.1).
         temperature: ``tau``, multiplies the logits (15).
+        metric: ``"euclidean"`` (the paper's ``-||x - w||^2 / 2`` on normalised embeddings) or
+            ``"cosine"`` (easyfsl's ``cos(x, w)``).
     """
 
     def __init__(
@@ -53,6 +60,7 @@ class TIM(TransductiveLearner):
         marginal_weight: float = 1.0,
         conditional_weight: float = 0.1,
         temperature: float = 15.0,
+        metric: Metric = "euclidean",
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -62,12 +70,18 @@ class TIM(TransductiveLearner):
         self.marginal_weight = marginal_weight
         self.conditional_weight = conditional_weight
         self.temperature = temperature
+        self.metric = metric
 
     def _logits(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return -self.temperature / 2 * squared_distances(x, weights)
+        if self.metric == "cosine":
+            return self.temperature * F.normalize(x, dim=-1) @ F.normalize(weights, dim=-1).transpose(1, 2)
+        if self.metric == "euclidean":
+            return -self.temperature / 2 * squared_distances(x, weights)
+        raise FewshotError(f"unknown TIM metric {self.metric!r}: use 'euclidean' or 'cosine'")
 
     def transduce(self, support: torch.Tensor, onehot: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
+        if self.metric == "euclidean":
+            support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
         weights = weighted_means(onehot, support).clone().requires_grad_(True)  # (B, N, d)
 
         def loss() -> torch.Tensor:  # the sum over the block of each episode's loss

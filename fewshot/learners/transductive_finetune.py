@@ -13,14 +13,20 @@ here the embeddings are frozen and only the head trains. The paper's defaults: 2
 full-batch step each here), Adam with learning rate 5e-5. With so small a step the head stays
 close to its initialisation (cosine nearest class mean); raise ``steps`` or ``lr`` to let the
 query entropy move it further.
+
+``head="l2"`` is easyfsl's head instead: ``logits = -scale * ||z - w_n||`` (the distance, not
+squared) on the embeddings as given, ``w`` starting at the support class means, no bias.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from fewshot.encoders.base import Encoder
+from fewshot.errors import FewshotError
 from fewshot.learners import LEARNERS
 from fewshot.learners.transductive import TransductiveLearner, adam_steps, entropy, weighted_means
 
@@ -35,6 +41,8 @@ class TransductiveFinetune(TransductiveLearner):
         lr: Adam's learning rate (5e-5).
         scale: multiplies the cosine logits (1: the paper's unscaled head).
         entropy_weight: the query entropy term's weight (1).
+        head: ``"cosine"`` (the paper's normalised linear head with a bias) or ``"l2"``
+            (easyfsl's negative distance to class weights).
     """
 
     def __init__(
@@ -44,6 +52,7 @@ class TransductiveFinetune(TransductiveLearner):
         lr: float = 5e-5,
         scale: float = 1.0,
         entropy_weight: float = 1.0,
+        head: Literal["cosine", "l2"] = "cosine",
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -51,20 +60,31 @@ class TransductiveFinetune(TransductiveLearner):
         self.lr = lr
         self.scale = scale
         self.entropy_weight = entropy_weight
+        self.head = head
 
     def transduce(self, support: torch.Tensor, onehot: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
-        weight = F.normalize(weighted_means(onehot, support), dim=-1).clone().requires_grad_(True)
-        bias = torch.zeros(weight.shape[:2], device=weight.device, requires_grad=True)  # (B, N)
+        if self.head == "l2":
+            weight = weighted_means(onehot, support).clone().requires_grad_(True)
+            params = [weight]
 
-        def head(x: torch.Tensor) -> torch.Tensor:
-            return self.scale * x @ weight.transpose(1, 2) + bias.unsqueeze(1)
+            def head(x: torch.Tensor) -> torch.Tensor:
+                return -self.scale * torch.cdist(x, weight)
+        elif self.head == "cosine":
+            support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
+            weight = F.normalize(weighted_means(onehot, support), dim=-1).clone().requires_grad_(True)
+            bias = torch.zeros(weight.shape[:2], device=weight.device, requires_grad=True)  # (B, N)
+            params = [weight, bias]
+
+            def head(x: torch.Tensor) -> torch.Tensor:
+                return self.scale * x @ weight.transpose(1, 2) + bias.unsqueeze(1)
+        else:
+            raise FewshotError(f"unknown transductive-finetune head {self.head!r}: use 'cosine' or 'l2'")
 
         def loss() -> torch.Tensor:  # the sum over the block of each episode's loss
             cross_entropy = -(onehot * head(support).log_softmax(-1)).sum(-1).mean(1)
             query_entropy = entropy(head(query).softmax(-1)).mean(1)
             return (cross_entropy + self.entropy_weight * query_entropy).sum()
 
-        adam_steps([weight, bias], loss, self.steps, self.lr)
+        adam_steps(params, loss, self.steps, self.lr)
         with torch.no_grad():
             return head(query)
