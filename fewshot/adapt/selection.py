@@ -23,7 +23,9 @@ compares a set of candidates instead: each scores the fraction of target items o
 prediction matches the candidates' ensemble. EnsV's ensemble averages probabilities; here it is
 a majority vote of predicted classes (ties broken by the averaged probabilities), because
 averaging lets one near-certain candidate outvote several hesitant ones, and near-certain is
-exactly how OT mapping errs. It is what `fewshot rank-adapted` ranks by.
+exactly how OT mapping errs. It is what `fewshot rank-adapted` ranks by. It assumes the
+candidates err independently; methods trained from one source model err together and outvote
+the rest (on rendered -> handwritten digits they outvoted the more accurate AdaBN).
 """
 
 from __future__ import annotations
