@@ -72,8 +72,20 @@ def test_the_losses_add_up_with_fixed_weights_or_uncertainty():
     uncertain = LossWeighting(2, "uncertainty")
     with torch.no_grad():
         uncertain.log_vars.copy_(torch.tensor([0.0, np.log(4.0)]))
-    assert float(uncertain(losses)) == pytest.approx(2.0 + 8.0 / 4.0 + np.log(4.0))
+    assert float(uncertain(losses).detach()) == pytest.approx(2.0 + 8.0 / 4.0 + np.log(4.0))
     assert uncertain.task_weights() == pytest.approx([1.0, 0.25])
+
+
+def test_uncertainty_trains_s_on_the_papers_loss_and_the_network_on_weights_of_mean_one():
+    net = torch.tensor([2.0, 8.0], requires_grad=True)  # stands for the network: L_t = net_t
+    uncertain = LossWeighting(2, "uncertainty")
+    with torch.no_grad():
+        uncertain.log_vars.copy_(torch.tensor([np.log(0.01), np.log(4.0)]))  # weights 100, 0.25
+    uncertain({0: net[0], 1: net[1]}).backward()
+    weights = np.array([100.0, 0.25])
+    torch.testing.assert_close(net.grad, torch.tensor(weights / weights.mean(), dtype=torch.float32))
+    expected = 1 - weights * np.array([2.0, 8.0])  # d/ds (exp(-s) L + s)
+    torch.testing.assert_close(uncertain.log_vars.grad, torch.tensor(expected, dtype=torch.float32))
 
 
 def test_the_shared_encoder_gets_the_gradient_of_every_task():

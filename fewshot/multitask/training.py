@@ -2,8 +2,8 @@
 
 A step draws its tasks (`sampling.TaskBatches`), runs one forward pass per distinct drawn task
 on its batches (a task drawn twice gives one pass over twice the items), combines the tasks'
-mean cross-entropies (`weighting.LossWeighting`) and takes one optimiser step on the encoder,
-the heads and, with uncertainty weighting, the ``s_t``.
+mean cross-entropies (`weighting.LossWeighting`) and takes one optimiser step on the encoder
+and the heads and, with uncertainty weighting, one Adam step on the ``s_t``.
 """
 
 from __future__ import annotations
@@ -78,11 +78,18 @@ class MultiTaskTraining:
         with seeded(seed):
             weighting = LossWeighting(len(tasks), settings.weighting, settings.weights)
             self.model = MultiTaskModel(encoder, [t.n_classes for t in tasks], weighting).to(self.device)
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        log_vars = self.model.weighting.log_vars
+        params = [p for p in self.model.parameters() if p.requires_grad and p is not log_vars]
         if settings.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=settings.lr)
         else:
             self.optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=0.9)
+        # The s_t take Adam's bounded steps whatever the network's optimiser: their gradient
+        # 1 - exp(-s_t) L_t is unbounded, and under SGD with momentum one loss spike of a
+        # memorised task (L_t near 0, s_t near -4) threw s_t to 15 and on to 58 (weight 1e-25).
+        self.weighting_optimizer = (
+            torch.optim.Adam([log_vars], lr=settings.lr) if isinstance(log_vars, torch.nn.Parameter) else None
+        )
         generator = torch.Generator().manual_seed(seed)
         sizes = [len(t) for t in tasks]
         self.batches = TaskBatches(
@@ -103,9 +110,12 @@ class MultiTaskTraining:
             y = self.tasks[t].labels[idx].to(self.device)
             losses[t] = F.cross_entropy(self.model(x, t), y)
         loss = self.model.weighting(losses)
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizers = [o for o in (self.optimizer, self.weighting_optimizer) if o is not None]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         self.steps_done += 1
         return {t: float(v.detach()) for t, v in losses.items()}
 
@@ -127,6 +137,9 @@ class MultiTaskTraining:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "weighting_optimizer": None
+            if self.weighting_optimizer is None
+            else self.weighting_optimizer.state_dict(),
             "sampler": self.batches.state_dict(),
             "steps_done": self.steps_done,
         }
@@ -134,6 +147,8 @@ class MultiTaskTraining:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.weighting_optimizer is not None:
+            self.weighting_optimizer.load_state_dict(state["weighting_optimizer"])
         self.batches.load_state_dict(state["sampler"])
         self.steps_done = int(state["steps_done"])
 

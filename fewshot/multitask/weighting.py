@@ -10,6 +10,11 @@ drawn in it):
   stays high (noisy or hard) gets a larger ``s_t`` and so a smaller weight ``exp(-s_t)``; the
   ``+ s_t`` term stops ``s_t`` from growing without bound (at the optimum ``exp(-s_t) = 1/L_t``).
   This is the form the paper's classification likelihood reduces to, as commonly implemented.
+  The ``s_t`` are trained on that loss; the network's gradient is that of
+  ``sum_t (w_t / mean_u w_u) * L_t`` with ``w_t = exp(-s_t)`` held fixed: the learned weights
+  set the tasks' relative importance, not the step size (GradNorm renormalises its weights the
+  same way). Unnormalised, a memorised task (``L_t`` near 0.001) drew a weight of 80, and SGD
+  with momentum diverged on every task.
 """
 
 from __future__ import annotations
@@ -46,11 +51,18 @@ class LossWeighting(nn.Module):
     def forward(self, losses: dict[int, torch.Tensor]) -> torch.Tensor:
         """``{task: scalar loss}`` -> the step's scalar loss."""
         total = torch.zeros((), device=self.fixed.device)
-        for t, loss in losses.items():
-            if self.mode == "uncertainty":
-                total = total + torch.exp(-self.log_vars[t]) * loss + self.log_vars[t]
-            else:
+        if self.mode != "uncertainty":
+            for t, loss in losses.items():
                 total = total + self.fixed[t] * loss
+            return total
+        drawn = sorted(losses)
+        weights = torch.exp(-self.log_vars[drawn])
+        relative = (weights / weights.mean()).detach()  # the network's weights, mean 1
+        for i, t in enumerate(drawn):
+            loss, fixed = losses[t], losses[t].detach()
+            # the value is the paper's objective; the s_t see it with L_t held fixed and the
+            # network sees relative[i] * L_t (the last two terms cancel in value)
+            total = total + weights[i] * fixed + self.log_vars[t] + relative[i] * (loss - fixed)
         return total
 
     @torch.no_grad()
