@@ -44,6 +44,8 @@ def test_values_are_typed_from_the_constructor():
         ("coop.epochs=1.5", "epochs takes"),
         ("tip-adapter.text=maybe", "text takes true or false"),
         ("clip-lora.lr=fast", "lr takes a number"),
+        ("tim.metric=manhattan", "metric takes one of euclidean, cosine, got 'manhattan'"),
+        ("transductive-finetune.head=dot", "head takes one of cosine, l2"),
     ],
 )
 def test_bad_items_are_refused_naming_the_item(item, message):

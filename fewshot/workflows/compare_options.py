@@ -4,7 +4,7 @@ constructor (``coop.epochs=20``, ``clip-lora.iterations_per_shot=50``, ``tip-ada
 `parse_method_options` turns the repeated option into ``{method: {key: value}}``; a malformed
 item, an unknown method or key, or a value of the wrong type is refused in one line naming the
 item. The values are converted by the constructor's type hints (``bool``, ``int``, ``float``,
-``str``, ``Literal``, ``X | None`` with ``none``, sequences as comma-separated values).
+``str``, ``Literal`` (one of its values), ``X | None`` with ``none``, sequences as comma-separated values).
 """
 
 from __future__ import annotations
@@ -110,7 +110,17 @@ def coerce(text: str, hint: Any) -> Any:
         raise ValueError(text)
     if origin in (list, tuple, collections.abc.Sequence):
         return [coerce(part.strip(), args[0] if args else str) for part in text.split(",") if part.strip()]
-    return text  # str, Literal (its choices are checked by the builder) and anything else
+    if origin is typing.Literal:
+        return _choice(text, args)
+    return text  # str and anything else
+
+
+def _choice(text: str, choices: tuple) -> Any:
+    """The one of a ``Literal``'s ``choices`` spelled ``text``; ValueError for none."""
+    spelled = [str(c) for c in choices]
+    if text not in spelled:
+        raise ValueError(text)
+    return choices[spelled.index(text)]
 
 
 def _type_name(hint: Any) -> str:
@@ -121,4 +131,6 @@ def _type_name(hint: Any) -> str:
         return {bool: "true or false", int: "a whole number", float: "a number"}[hint]
     if typing.get_origin(hint) in (list, tuple, collections.abc.Sequence):
         return "comma-separated values"
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(hint))
     return str(hint).replace("typing.", "")
