@@ -12,6 +12,9 @@ import torch
 from fewshot.data.tensors import LabeledTensors
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# No timing check decides a memory layout inside the tests (nor in their subprocesses): a test's
+# numbers must not depend on how busy the machine is. tests/test_cpu_layout.py sets it itself.
+os.environ.setdefault("FEWSHOT_CHANNELS_LAST", "0")
 
 
 @pytest.fixture
