@@ -72,7 +72,10 @@ def measure(model: torch.nn.Module, sample: torch.Tensor) -> float:
     last = copy.deepcopy(model).cpu().train().to(memory_format=torch.channels_last)
     x = torch.zeros_like(sample, device="cpu")
     with torch.random.fork_rng():  # dropout in the copies must not move the caller's stream
-        ratios = [_step_seconds(plain, x) / _step_seconds(last, x) for _ in range(2)]
+        try:
+            ratios = [_step_seconds(plain, x) / _step_seconds(last, x) for _ in range(2)]
+        except RuntimeError:  # a model this check cannot train (no gradient): keep the default
+            return 1.0
     return min(ratios)
 
 

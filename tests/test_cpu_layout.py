@@ -93,3 +93,17 @@ def test_a_continual_run_channels_last_matches_the_contiguous_one_and_resumes_in
     assert not fresh.channels_last
     fresh.restore(state)  # ... but the resumed run keeps the layout it was trained in
     assert fresh.channels_last and _conv_is_channels_last(fresh)
+
+
+def test_a_model_the_check_cannot_train_counts_as_not_faster():
+    frozen = Conv4(in_channels=1, hidden=8, image_size=28).requires_grad_(False)
+    assert cpu_layout.measure(frozen, torch.rand(4, 1, 28, 28)) == 1.0
+
+
+def test_a_continual_run_makes_the_check_on_its_encoder_and_caches_it(cache):
+    stream = class_incremental(squares(6, 24, 0), squares(6, 10, 1), 3, seed=0)
+    settings = TrainSettings(epochs=1, lr=0.05, batch_size=8)
+    task = ContinualRun(stream, STRATEGIES.get("naive")(), encoder(0), settings, seed=0)
+    ratio = next(iter(json.loads(cache.read_text()).values()))
+    assert ratio > 0 and task.channels_last == (ratio >= cpu_layout.MIN_SPEEDUP)
+    assert train_continual(task, None, {}, progress=False)["channels_last"] == task.channels_last

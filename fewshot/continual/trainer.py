@@ -99,7 +99,10 @@ class ContinualRun(RunTask):
         sample = stream.experiences[0].train.data[: settings.batch_size]
         if self.strategy.frozen_encoder or sample.dim() != 4:
             return False
-        return to_preferred_layout(self.model, sample, self.device)
+        chosen = to_preferred_layout(self.model.encoder, sample, self.device)  # heads are linear
+        if chosen:
+            self.model.to(memory_format=torch.channels_last)
+        return chosen
 
     # -- the run loop's hooks ----------------------------------------------------------------
 
