@@ -37,6 +37,17 @@ def load_data(dataset, subset, split=None, data_dir=None, image_size=None, seed=
     return load_dataset(dataset, subset, split, data_dir, image_size, seed, transform=transform)
 
 
+def reads_pil(encoder: Any) -> bool:
+    """Whether ``encoder`` prepares PIL images itself (CLIP): a tensor set's items then go
+    through its own preprocess (`through_preprocess`) rather than being resized here."""
+    return bool(getattr(encoder, "reads_images", False))
+
+
+def load_through_preprocess(encoder: Any, dataset, subset, split=None, data_dir=None, seed=0):
+    """A named tensor set at its own size, each item through ``encoder``'s PIL preprocess."""
+    return through_preprocess(load_data(dataset, subset, split, data_dir, None, seed), encoder.preprocess)
+
+
 def load_for_encoder(
     source: EncoderSource,
     dataset: str,
@@ -51,9 +62,8 @@ def load_for_encoder(
     prep = source.preprocessing
     named = named_dataset(dataset)
     if named is not None and not named.takes_transform:  # a tensor set
-        if getattr(source.encoder, "reads_images", False):  # CLIP: its own PIL preprocess
-            data = load_data(dataset, subset, split, data_dir, None, seed)
-            return through_preprocess(data, source.encoder.preprocess)
+        if reads_pil(source.encoder):
+            return load_through_preprocess(source.encoder, dataset, subset, split, data_dir, seed)
         from fewshot.encoders.pretrained import ImageInput
 
         size = (prep or {}).get("image_size") or named.image_size

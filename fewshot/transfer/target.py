@@ -120,9 +120,9 @@ class Target:
         """A tensor set's items (from `base`) as ``source``'s encoder reads them."""
         if not self.tensor_set:
             return data
-        if getattr(source.encoder, "reads_images", False):
-            from fewshot.build.data import through_preprocess
+        from fewshot.build.data import reads_pil, through_preprocess
 
+        if reads_pil(source.encoder):
             return through_preprocess(data, source.encoder.preprocess)
         side = (source.preprocessing or {}).get("image_size") or self.named.image_size
         return resized(data, int(side))

@@ -145,7 +145,7 @@ def model_and_data(r: EvalRequest, device) -> tuple[Any, dict, Any, str | None]:
         load_data,
         sized_by_data,
     )
-    from fewshot.build.data import through_preprocess
+    from fewshot.build.data import load_through_preprocess, reads_pil
     from fewshot.data.catalog import named_dataset
     from fewshot.data.loading import is_embedding_file
     from fewshot.workflows.episodes import rotated_split
@@ -174,10 +174,8 @@ def model_and_data(r: EvalRequest, device) -> tuple[Any, dict, Any, str | None]:
             split = _base_split(named, trained_on.get("split"))
         split = rotated_split(r.dataset, split, r.rotations)
         transform = data_transform(meta, learner)
-        clip = getattr(learner.encoder, "reads_images", False)  # PIL input: CLIP on tensors
-        if named is not None and not named.takes_transform and clip:
-            data = load_data(r.dataset, r.subset, split, r.data_dir, None, r.seed)
-            data = through_preprocess(data, learner.encoder.preprocess)
+        if named is not None and not named.takes_transform and reads_pil(learner.encoder):
+            data = load_through_preprocess(learner.encoder, r.dataset, r.subset, split, r.data_dir, r.seed)
         else:
             data = load_data(r.dataset, r.subset, split, r.data_dir, image_size, r.seed, transform=transform)
     if split is None and named is not None:
