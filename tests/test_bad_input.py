@@ -316,7 +316,7 @@ EVAL_CASES: list[tuple] = [
         "compare-option-bad-choice",
         ["compare", "--methods", "protonet", "--method-option", "protonet.metric=x"],
         2,
-        "unknown metric",
+        "metric takes one of euclidean, cosine",
     ),
     (
         "eval-fashion-split-unknown",
