@@ -112,12 +112,4 @@ def _write_cache(data: dict[str, float]) -> None:
         atomic_write_bytes(_cache_file(), json.dumps(data, indent=1, sort_keys=True).encode())
 
 
-def to_preferred_layout(model: torch.nn.Module, sample: torch.Tensor, device: torch.device | str) -> bool:
-    """Convert ``model`` in place to channels-last when `prefer_channels_last` says so."""
-    chosen = prefer_channels_last(model, sample, device)
-    if chosen:
-        model.to(memory_format=torch.channels_last)
-    return chosen
-
-
-__all__ = ["ENV_VAR", "measure", "prefer_channels_last", "to_preferred_layout"]
+__all__ = ["ENV_VAR", "measure", "prefer_channels_last"]

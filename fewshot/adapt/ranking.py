@@ -43,6 +43,20 @@ def rank_probabilities(
     return sorted(rows, key=lambda row: -row["agreement"])
 
 
+def check_same_classes(classes: Mapping[str, list[str]]) -> list[str]:
+    """The classes every candidate (name -> its class names, in head order) predicts; refuses
+    candidates of other classes than the first."""
+    first = None
+    for name, names in classes.items():
+        if first is not None and list(names) != first:
+            raise FewshotError(
+                f"{name} predicts other classes than the first model: the candidates must share "
+                "their classes (adapted from the same source)"
+            )
+        first = list(names)
+    return first or []
+
+
 def rank_models(
     models: Mapping[str, torch.nn.Module],
     items: torch.Tensor,
@@ -51,16 +65,9 @@ def rank_models(
 ) -> list[dict]:
     """`rank_probabilities` of fixed-class classifiers (``Classifier``) on target ``items``
     ``(n, ...)``; every model must predict the same classes in the same order."""
-    classes = {name: list(getattr(m, "class_names", []) or []) for name, m in models.items()}
-    first = next(iter(classes.values()), [])
-    for name, names in classes.items():
-        if names != first:
-            raise FewshotError(
-                f"{name} predicts other classes than the first model: the candidates must share "
-                "their classes (adapted from the same source)"
-            )
+    check_same_classes({name: list(getattr(m, "class_names", []) or []) for name, m in models.items()})
     probabilities = {name: target_probabilities(m, items, device) for name, m in models.items()}
     return rank_probabilities(probabilities, labels)
 
 
-__all__ = ["rank_models", "rank_probabilities"]
+__all__ = ["check_same_classes", "rank_models", "rank_probabilities"]

@@ -94,12 +94,12 @@ class ContinualRun(RunTask):
     def _layout(self, stream: Stream, settings: TrainSettings) -> bool:
         """Channels-last for a trained convolutional encoder on CPU when a timing check says it
         is faster on this machine (`fewshot.cpu_layout`); the same machine always agrees."""
-        from fewshot.cpu_layout import to_preferred_layout
+        from fewshot.cpu_layout import prefer_channels_last
 
-        sample = stream.experiences[0].train.data[: settings.batch_size]
-        if self.strategy.frozen_encoder or sample.dim() != 4:
+        if self.strategy.frozen_encoder:
             return False
-        chosen = to_preferred_layout(self.model.encoder, sample, self.device)  # heads are linear
+        sample = stream.experiences[0].train.data[: settings.batch_size]
+        chosen = prefer_channels_last(self.model.encoder, sample, self.device)  # timed: heads are linear
         if chosen:
             self.model.to(memory_format=torch.channels_last)
         return chosen

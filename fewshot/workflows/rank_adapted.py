@@ -42,33 +42,51 @@ def check_request(r: RankAdaptedRequest) -> None:
 
 
 def run_rank_adapted(request: RankAdaptedRequest) -> dict[str, Any]:
-    """Load every model and the target prepared for it; rank. Returns the report."""
-    from fewshot.adapt.ranking import rank_probabilities
+    """Load every model, check they share their classes, prepare the target once per way the
+    models read it, and rank. Returns the report."""
+    from fewshot.adapt.ranking import check_same_classes, rank_probabilities
     from fewshot.adapt.trainer import target_probabilities
-    from fewshot.build import build_encoder, load_for_encoder
-    from fewshot.data.tensors import LabeledTensors
+    from fewshot.build import build_encoder
     from fewshot.device import resolve_device
 
     r = request
     check_request(r)
     device = resolve_device(r.device)
-    probabilities, labels, classes = {}, None, None
-    for path in r.models:
-        source = build_encoder(path, device)
-        model = source.learner
-        names = list(getattr(model, "class_names", []) or [])
-        if not names or not hasattr(model, "head"):
+    sources = {str(path): build_encoder(path, device) for path in r.models}
+    for path, source in sources.items():
+        if not getattr(source.learner, "class_names", None) or not hasattr(source.learner, "head"):
             raise FewshotError(f"model {path} is not a fixed-class classifier (a fewshot adapt output)")
-        if classes is not None and names != classes:
-            raise FewshotError(f"model {path} predicts other classes than {r.models[0]}")
-        classes = names
-        items = load_for_encoder(source, r.target, r.target_subset, r.split, r.data_dir, r.seed)
-        if len(items) == 0:
-            raise FewshotError(f"--target {r.target} holds no readable image")
-        if isinstance(items, LabeledTensors) and r.target_labels and list(items.class_names) == names:
-            labels = items.labels
-        data = items.data if isinstance(items, LabeledTensors) else items
-        probabilities[str(path)] = target_probabilities(model, data, device)
+    classes = check_same_classes({path: source.learner.class_names for path, source in sources.items()})
+    prepared: dict[str, tuple] = {}  # preparation -> (items, labels or None)
+    probabilities = {}
+    for path, source in sources.items():
+        key = _preparation(source)
+        if key not in prepared:
+            prepared[key] = _target(r, source, classes)
+        items, labels = prepared[key]
+        probabilities[path] = target_probabilities(source.learner, items, device)
     rows = rank_probabilities(probabilities, labels)
-    return {"target": r.target, "items": len(next(iter(probabilities.values()))), "classes": classes,
+    return {"target": r.target, "items": len(items), "classes": classes,
             "models": rows, "best": rows[0]["name"], "ranked_by": "agreement"}  # fmt: skip
+
+
+def _preparation(source) -> str:
+    """What decides how the target's items are prepared for ``source``'s encoder."""
+    import json
+
+    config = source.meta.get("encoder_config") if source.meta else None
+    return json.dumps([source.name, config, source.preprocessing], sort_keys=True, default=str)
+
+
+def _target(r: RankAdaptedRequest, source, classes: list[str]):
+    """The target's items as ``source`` reads them, and its labels when they may report accuracy."""
+    from fewshot.build import load_for_encoder
+    from fewshot.data.tensors import LabeledTensors
+
+    items = load_for_encoder(source, r.target, r.target_subset, r.split, r.data_dir, r.seed)
+    if len(items) == 0:
+        raise FewshotError(f"--target {r.target} holds no readable image")
+    if not isinstance(items, LabeledTensors):
+        return items, None
+    labelled = r.target_labels and list(items.class_names) == list(classes)
+    return items.data, items.labels if labelled else None
