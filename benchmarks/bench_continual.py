@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from _common import machine, machine_line, markdown_table, write_json
 
-TRAINED = ("naive", "joint", "ewc", "mas", "lwf", "replay", "gdumb", "multihead")
+TRAINED = ("naive", "joint", "ewc", "mas", "lwf", "replay", "replay-ace", "gdumb", "multihead")
+VARIANTS = {"replay-ace": ("replay", {"ace": True})}  # row name -> (strategy, its options)
 FROZEN = ("expandable", "simplecil")
 AVALANCHE = ("naive", "ewc", "lwf", "replay")
 
@@ -91,7 +92,9 @@ def run_ours(stream, strategy: str, seed: int, args, encoder=None) -> dict:
     from fewshot.encoders.conv4 import Conv4
     from fewshot.workflows.continual import build_strategy
 
-    options = {"memory": args.memory} if strategy in ("replay", "gdumb") else {}
+    strategy, options = VARIANTS.get(strategy, (strategy, {}))
+    if strategy in ("replay", "gdumb"):
+        options = {**options, "memory": args.memory}
     torch.manual_seed(seed)
     if encoder is None:
         encoder = Conv4(in_channels=1, hidden=64, image_size=28)

@@ -93,10 +93,14 @@ class ClipLoRA(ZeroShot):
         layers = attention_layers(self.encoder.model, self._layer_prefixes())
         return adapters_for(layers, self.rank, self.alpha, self.dropout, self.targets)
 
-    def _class_text(self) -> torch.Tensor:
-        """Text features ``(C, d)`` of the class prompts, through the adapted text tower."""
+    def _class_tokens(self) -> torch.Tensor:
         prompts = [fill(self.template, name) for name in self.class_names_]
-        tokens = self.encoder.tokenizer(prompts).to(self.encoder.device)
+        return self.encoder.tokenizer(prompts).to(self.encoder.device)
+
+    def _class_text(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Text features ``(C, d)`` of the class prompts (``tokens``, tokenised once per fit
+        by the caller), through the adapted text tower."""
+        tokens = self._class_tokens() if tokens is None else tokens
         with self.encoder._autocast():
             features = self.encoder.model.encode_text(tokens)
         return F.normalize(features.float(), dim=-1)
@@ -114,9 +118,10 @@ class ClipLoRA(ZeroShot):
             params = list(self.adapters_.parameters())
             optimiser = torch.optim.AdamW(params, lr=self.lr, weight_decay=1e-2, betas=(0.9, 0.999))
             iterations = self.iterations_per_shot * shots_of(support_y)
+            tokens, scale = self._class_tokens(), self.logit_scale  # once, not per step
 
             def batch_loss(index: torch.Tensor) -> torch.Tensor:
-                logits = self.logit_scale * self._image(support_x[index]) @ self._class_text().T
+                logits = scale * self._image(support_x[index]) @ self._class_text(tokens).T
                 return F.cross_entropy(logits, support_y[index])
 
             was_training = self.encoder.training

@@ -29,6 +29,8 @@ def _fit_logistic(features: np.ndarray, labels: np.ndarray, c: float, max_iter: 
     model = LogisticRegression(C=c, max_iter=max_iter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # 1-shot support sets have as many classes as items, which sklearn takes for regression
+        warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
         return model.fit(features, labels)
 
 

@@ -72,21 +72,30 @@ class TIM(TransductiveLearner):
         self.temperature = temperature
         self.metric = metric
 
-    def _logits(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if self.metric == "cosine":
-            return self.temperature * F.normalize(x, dim=-1) @ F.normalize(weights, dim=-1).transpose(1, 2)
+    def _logits(
+        self, x: torch.Tensor, weights: torch.Tensor, x_norms: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if self.metric == "cosine":  # x is normalised by the caller, once
+            return self.temperature * x @ F.normalize(weights, dim=-1).transpose(1, 2)
         if self.metric == "euclidean":
-            return -self.temperature / 2 * squared_distances(x, weights)
+            return -self.temperature / 2 * squared_distances(x, weights, x_norms)
         raise FewshotError(f"unknown TIM metric {self.metric!r}: use 'euclidean' or 'cosine'")
 
     def transduce(self, support: torch.Tensor, onehot: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         if self.metric == "euclidean":
             support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
-        weights = weighted_means(onehot, support).clone().requires_grad_(True)  # (B, N, d)
+            weights = weighted_means(onehot, support).clone().requires_grad_(True)  # (B, N, d)
+        else:  # easyfsl's: the means of the embeddings as given, cosine to normalised ones
+            weights = weighted_means(onehot, support).clone().requires_grad_(True)
+            support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
+        # the embeddings are fixed: their squared norms once, not at every step (a third of the time)
+        support_norms = support.pow(2).sum(-1, keepdim=True)
+        query_norms = query.pow(2).sum(-1, keepdim=True)
 
         def loss() -> torch.Tensor:  # the sum over the block of each episode's loss
-            cross_entropy = -(onehot * self._logits(support, weights).log_softmax(-1)).sum(-1).mean(1)
-            probabilities = self._logits(query, weights).softmax(-1)  # (B, M, N)
+            support_logits = self._logits(support, weights, support_norms)
+            cross_entropy = -(onehot * support_logits.log_softmax(-1)).sum(-1).mean(1)
+            probabilities = self._logits(query, weights, query_norms).softmax(-1)  # (B, M, N)
             marginal = entropy(probabilities.mean(1))
             conditional = entropy(probabilities).mean(1)
             total = self.ce_weight * cross_entropy - (
@@ -95,4 +104,4 @@ class TIM(TransductiveLearner):
             return total.sum()
 
         adam_steps([weights], loss, self.steps, self.lr)
-        return self._logits(query, weights.detach())
+        return self._logits(query, weights.detach(), query_norms)

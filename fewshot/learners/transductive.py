@@ -64,10 +64,14 @@ def weighted_means(weights: torch.Tensor, features: torch.Tensor) -> torch.Tenso
     return weights.transpose(1, 2) @ features / weights.sum(1).clamp(min=1e-12).unsqueeze(-1)
 
 
-def squared_distances(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """``||x - c||^2``: ``(B, M, d)``, ``(B, N, d)`` -> ``(B, M, N)``."""
+def squared_distances(
+    x: torch.Tensor, centres: torch.Tensor, x_norms: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``||x - c||^2``: ``(B, M, d)``, ``(B, N, d)`` -> ``(B, M, N)``. ``x_norms``
+    ``(B, M, 1)``: ``||x||^2`` computed once by a caller that calls this in a loop with fixed ``x``."""
     cross = x @ centres.transpose(1, 2)
-    return (x.pow(2).sum(-1, keepdim=True) - 2 * cross + centres.pow(2).sum(-1).unsqueeze(1)).clamp(min=0)
+    x_norms = x.pow(2).sum(-1, keepdim=True) if x_norms is None else x_norms
+    return (x_norms - 2 * cross + centres.pow(2).sum(-1).unsqueeze(1)).clamp(min=0)
 
 
 def cosine(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
