@@ -79,7 +79,7 @@ def stream_for(train, test, whole, scenario: str, seed: int, tasks: int):
 def embed(data, encoder):
     from fewshot.data.tensors import LabeledTensors
 
-    z = encoder.encode_batched(data.data, progress=True)
+    z = encoder.encode_batched(data.data, progress=sys.stderr.isatty())
     return LabeledTensors(z, data.labels, data.class_names, dict(data.info), data.class_groups)
 
 

@@ -79,6 +79,14 @@ class Registry(Generic[T]):
             self._entries[name] = entry
         return entry
 
+    def name_of(self, target: Any) -> str:
+        """The name ``target`` (a registered class or factory) is registered under."""
+        path = _path_of(target)
+        for name, entry in self._entries.items():
+            if entry is target or entry == path:
+                return name
+        raise FewshotError(f"{target!r} is not a registered {self.kind}")
+
     def create(self, name: str, **kwargs: Any) -> T:
         """Build the thing registered under `name` with keyword arguments."""
         return self.get(name)(**kwargs)

@@ -1,5 +1,6 @@
-"""`fewshot finetune --strategy coop|clap|zs-lp|lp++|clip-lora`: a CLIP adaptation method fitted
-on a labelled folder and saved as a fixed-class `Classifier` that scores as the learner did."""
+"""`fewshot finetune --strategy coop|clap|zs-lp|lp++|clip-lora|clip-adapter|cocoop`: a CLIP
+adaptation method fitted on a labelled folder and saved as a fixed-class model (a `Classifier`,
+or CoCoOp's own) that scores as the learner did."""
 
 from __future__ import annotations
 
@@ -31,13 +32,20 @@ def labelled(encoder, per_class: int = 4, seed: int = 0) -> LabeledTensors:
     return LabeledTensors(items, labels, list(CLASS_NAMES))
 
 
-def test_the_linear_head_methods_are_the_exported_ones():
-    assert set(exporting_methods()) == {"coop", "clap", "zs-lp", "lp++", "clip-lora"}
+def test_every_clip_adaptation_method_is_exported():
+    expected = {"coop", "clap", "zs-lp", "lp++", "clip-lora", "clip-adapter", "cocoop"}
+    assert set(exporting_methods()) == expected
 
 
 @pytest.mark.parametrize(
     ("method", "options"),
-    [("coop", {"epochs": 3}), ("lp++", {}), ("clip-lora", {"iterations_per_shot": 3, "lr": 1e-2})],
+    [
+        ("coop", {"epochs": 3}),
+        ("lp++", {}),
+        ("clip-lora", {"iterations_per_shot": 3, "lr": 1e-2}),
+        ("clip-adapter", {"epochs": 5, "lr": 1e-2}),
+        ("cocoop", {"epochs": 1, "batch_size": 4}),
+    ],
 )
 def test_the_saved_classifier_scores_as_the_fitted_learner(method, options, tmp_path):
     encoder = micro_clip()
@@ -52,7 +60,8 @@ def test_the_saved_classifier_scores_as_the_fitted_learner(method, options, tmp_
         torch.testing.assert_close(model.logits(query), learner.logits(query), atol=1e-4, rtol=1e-4)
     path = save_checkpoint(tmp_path / "m.safetensors", model, classifier_metadata("clip", model))
     loaded, meta = load_learner(path)
-    assert meta["learner"] == "classifier" and loaded.class_names == CLASS_NAMES
+    expected = "cocoop-classifier" if method == "cocoop" else "classifier"
+    assert meta["learner"] == expected and loaded.class_names == CLASS_NAMES
     with torch.no_grad():
         torch.testing.assert_close(loaded.logits(query), model.logits(query), atol=1e-5, rtol=1e-5)
     assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())  # encoder untouched
@@ -71,3 +80,22 @@ def test_finetune_command_fits_and_saves_lp_plus_plus(tmp_path):
     assert report["best_val_accuracy"] > 0.5  # the shipped micro-CLIP knows these shapes
     model, meta = load_learner(out)
     assert meta["learner"] == "classifier" and len(model.class_names) == 24
+
+
+@pytest.mark.parametrize("strategy", ["clip-adapter", "cocoop"])
+def test_finetune_saves_a_model_that_predict_uses_without_a_support_set(strategy, tmp_path):
+    from fewshot.tools.shapes import make_folder
+
+    folder = make_folder(tmp_path / "shapes", per_class=2, seed=0)
+    out = tmp_path / f"{strategy}.safetensors"
+    argv = ["finetune", str(folder), "--encoder", "clip", "--model", "micro-clip", "--strategy", strategy]
+    argv += ["--out", str(out), "--device", "cpu", "--json", "--no-progress"]
+    trained = CliRunner().invoke(app, argv)
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["strategy"] == strategy
+    query = folder / "red circle"
+    predicted = CliRunner().invoke(app, ["predict", "-c", str(out), "-q", str(query), "--workers", "0"])
+    assert predicted.exit_code == 0, predicted.output
+    rows = [line.split(",") for line in predicted.stdout.strip().splitlines()[1:]]
+    assert len(rows) == len(list(query.iterdir()))
+    assert sum(row[1] == "red circle" for row in rows) >= len(rows) / 2  # the micro-CLIP knows its shapes

@@ -236,6 +236,10 @@ def built(name: str) -> FewShotLearner:
     """Every registered learner, fixed-class ones included, built with an encoder it accepts."""
     cls = LEARNERS.get(name)
     if cls.kind == FIXED:
+        if cls.needs_clip_towers:  # a fitted CoCoOp: its prompts need a CLIP text tower
+            from clip_learners import micro_clip
+
+            return create_learner(name, micro_clip(), class_names=["ant", "bee", "cat"])
         return create_learner(name, small_encoder(), class_names=["ant", "bee", "cat"])
     return any_learner(name)
 

@@ -32,6 +32,11 @@ class Classifier(FewShotLearner):
         class_names: the classes, in head-output order.
         normalize: L2-normalise the (centred) embedding before the head.
         centered: subtract the ``center`` buffer ``(d,)`` first.
+        adapter_reduction: 0, or CLIP-Adapter's residual bottleneck ``A`` (``d -> d / r -> d``)
+            between the normalisation and the head: ``z <- ratio * A(z) + (1 - ratio) * z``,
+            normalised again when ``normalize`` (what `fewshot finetune --strategy
+            clip-adapter` saves).
+        adapter_ratio: the adapter's residual ratio.
 
     Shapes: ``(n, ...)`` -> logits ``(n, len(class_names))``.
     """
@@ -44,6 +49,8 @@ class Classifier(FewShotLearner):
         class_names: Sequence[str],
         normalize: bool = False,
         centered: bool = False,
+        adapter_reduction: int = 0,
+        adapter_ratio: float = 0.2,
     ) -> None:
         super().__init__()
         if len(class_names) < 2:
@@ -52,14 +59,24 @@ class Classifier(FewShotLearner):
         self.class_names = [str(name) for name in class_names]
         self.normalize = normalize
         self.centered = centered
+        self.adapter_reduction, self.adapter_ratio = int(adapter_reduction), float(adapter_ratio)
         self.head = nn.Linear(encoder.embed_dim, len(self.class_names))
         self.register_buffer("center", torch.zeros(encoder.embed_dim))
+        self.adapter = None
+        if self.adapter_reduction:
+            from fewshot.learners.clip_adapter import bottleneck
+
+            self.adapter = bottleneck(encoder.embed_dim, self.adapter_reduction)
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         """Embeddings ``(n, d)`` -> the head's inputs ``(n, d)``."""
         z = z.float()
         if self.centered:
             z = z - self.center
+        z = F.normalize(z, dim=-1) if self.normalize else z
+        if self.adapter is None:
+            return z
+        z = self.adapter_ratio * self.adapter(z) + (1 - self.adapter_ratio) * z
         return F.normalize(z, dim=-1) if self.normalize else z
 
     def logits_embeddings(self, z: torch.Tensor) -> torch.Tensor:

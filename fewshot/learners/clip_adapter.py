@@ -51,6 +51,7 @@ class ClipAdapter(ClipTuned):
     """
 
     compare_rank = 12
+    exports_classifier = True  # as a `Classifier` with the adapter (`export_model`)
 
     def __init__(
         self,
@@ -109,3 +110,18 @@ class ClipAdapter(ClipTuned):
         """Logits ``(M, C)`` of image embeddings ``(M, d)``."""
         self._check_fitted("image_adapter_")
         return self._logits(self._features(query_z))
+
+    def export_model(self, encoder, class_names):
+        """The fitted model as a fixed-class `Classifier` over ``encoder``: the image adapter
+        between its normalisations and the (adapted) text prototypes as its head."""
+        from fewshot.learners.classifier import Classifier
+
+        self._check_fitted("image_adapter_")
+        model = Classifier(
+            encoder, class_names, normalize=True, adapter_reduction=self.reduction, adapter_ratio=self.ratio
+        )
+        with torch.no_grad():
+            model.adapter.load_state_dict(self.image_adapter_.state_dict())
+            model.head.weight.copy_(self.logit_scale * self.adapted_text())
+            model.head.bias.zero_()
+        return model

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot.errors import FewshotError
 from fewshot.learners import LEARNERS
+from fewshot.learners.base import FIXED, FewShotLearner
 from fewshot.learners.clip_fitting import iterations_for, make_optimiser, train_steps
 from fewshot.learners.coop import DEFAULT_INIT, CoOp
 
@@ -37,7 +39,7 @@ class CoCoOp(CoOp):
     """
 
     compare_rank = 11
-    exports_classifier = False  # prompts per image: no linear head
+    exports_classifier = True  # as a `CoCoOpClassifier` (`export_model`): prompts per image
     method_name = "cocoop"
 
     def __init__(
@@ -103,3 +105,66 @@ class CoCoOp(CoOp):
 
     def classifier_weights(self):
         raise NotImplementedError("CoCoOp conditions its prompts on every image: it is not a linear head")
+
+    def export_model(self, encoder, class_names) -> CoCoOpClassifier:
+        """The fitted context and meta-network as a fixed-class model over ``encoder``."""
+        self._check_fitted("meta_net_")
+        model = CoCoOpClassifier(encoder, class_names, self.n_ctx, self.init, self.chunk, self.scale)
+        with torch.no_grad():
+            model.ctx.copy_(self.ctx_)
+            model.meta_net.load_state_dict(self.meta_net_.state_dict())
+        return model
+
+
+@LEARNERS.register("cocoop-classifier")
+class CoCoOpClassifier(FewShotLearner):
+    """A fitted CoCoOp over its own classes (what `fewshot finetune --strategy cocoop` saves):
+    each image still gets its own prompts, so the text tower runs at prediction time.
+
+    Args: ``encoder`` (a `ClipEncoder`), ``class_names`` (head order), and CoCoOp's ``n_ctx``,
+    ``init``, ``chunk``, ``scale``. Its weights: the encoder's, ``ctx`` ``(1, L, width)`` and
+    ``meta_net``. Shapes: ``(n, 3, H, W)`` -> logits ``(n, len(class_names))``.
+    """
+
+    kind = FIXED
+    needs_clip_towers = True
+
+    def __init__(
+        self,
+        encoder,
+        class_names,
+        n_ctx: int = 4,
+        init: str | None = DEFAULT_INIT,
+        chunk: int = 32,
+        scale: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder, self.class_names = encoder, [str(name) for name in class_names]
+        self.n_ctx, self.init, self.chunk, self.scale = int(n_ctx), init, int(chunk), scale
+        prompts = CoCoOp(encoder, n_ctx=n_ctx, init=init, chunk=chunk, scale=scale)
+        prompts.set_class_names(self.class_names)
+        prompts._init_context(self.class_names)
+        self.ctx = prompts.ctx_
+        self.meta_net = prompts.meta_net_ = prompts._meta_net(encoder.embed_dim, prompts.tower.device)
+        self.register_buffer("tokens", prompts.tokens_, persistent=False)
+        prompts.text_features_ = torch.empty(0)
+        # the fitted CoCoOp that scores, sharing ``ctx`` and ``meta_net``; not a submodule, as
+        # it holds the encoder too (its weights would be saved twice)
+        object.__setattr__(self, "_prompts", prompts)
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        prompts = self._prompts
+        # the prompts' embeddings from the encoder's current weights and device (after loading)
+        prompts.tokens_, prompts.base_ = self.tokens, prompts.tower.embed(self.tokens)
+        return prompts.logits_embeddings(self.encoder.encode(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
+
+    def fit(self, support_x, support_y):
+        raise FewshotError(
+            "this model is a fixed-class fitted CoCoOp (it predicts its own "
+            f"{len(self.class_names)} classes and needs no support set); to learn new classes, "
+            "fit `--method cocoop` on the CLIP encoder"
+        )

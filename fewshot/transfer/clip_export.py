@@ -1,12 +1,15 @@
 """CLIP adaptation methods fitted on a whole labelled folder, exported as a fixed-class `Classifier`.
 
-`fewshot finetune --strategy coop` (and ``clap``, ``zs-lp``, ``lp++``, ``clip-lora``): the
+`fewshot finetune --strategy coop` (and ``clap``, ``zs-lp``, ``lp++``, ``clip-lora``,
+``clip-adapter``, ``cocoop``): the
 learner is fitted on the training items with the folder's class names, exactly as on an
 episode's support set, and its fitted model is a linear head on L2-normalised CLIP features
 (``classifier_weights()``: CoOp's learned text features, ZS-LP/CLAP's class weights, LP++'s
 blended weights; CLIP-LoRA's adapted text features over the encoder with the adapters merged
-into its weights). CoCoOp (prompts per image) and CLIP-Adapter (a non-linear adapter) are no
-linear head and are not exported. Learners declare it: ``exports_classifier = True``.
+into its weights). CLIP-Adapter and CoCoOp are more than a linear head: their
+``export_model`` gives a `Classifier` with the adapter before its head, and a
+`CoCoOpClassifier` (prompts per image, the text tower at prediction time). Learners declare
+it: ``exports_classifier = True``.
 """
 
 from __future__ import annotations
@@ -48,10 +51,13 @@ def fit_exported_classifier(
     else:
         learner.fit(data.data, labels)
         source = learner.merged_encoder()
-    weight, bias = learner.classifier_weights()
-    model = Classifier(source, data.class_names, normalize=True)
-    with torch.no_grad():
-        model.head.weight.copy_(weight)
-        model.head.bias.copy_(bias)
+    if hasattr(learner, "export_model"):  # CLIP-Adapter, CoCoOp: more than a linear head
+        model = learner.export_model(source, data.class_names)
+    else:
+        weight, bias = learner.classifier_weights()
+        model = Classifier(source, data.class_names, normalize=True)
+        with torch.no_grad():
+            model.head.weight.copy_(weight)
+            model.head.bias.copy_(bias)
     device = next(source.parameters()).device
     return model.to(device).eval()

@@ -35,7 +35,7 @@ def fit_frozen_classifier(
     """
     from fewshot.transfer.clip_export import exporting_methods, fit_exported_classifier
 
-    if method in exporting_methods():  # CoOp, ZS-LP/CLAP, LP++, CLIP-LoRA: fitted, then a linear head
+    if method in exporting_methods():  # the CLIP methods: fitted, then exported (`clip_export`)
         return fit_exported_classifier(encoder, data, method, batch_size)
     if method not in FROZEN_STRATEGIES:
         raise FewshotError(f"unknown frozen method {method!r}: choose one of {', '.join(FROZEN_STRATEGIES)}")

@@ -48,8 +48,10 @@ def classifier_metadata(encoder_name: str, model: Any) -> dict:
     data of pretrained weights) has it carried forward, so users know what they may ship.
     """
     from fewshot.checkpoints import learner_metadata
+    from fewshot.learners import LEARNERS
 
-    meta = {**learner_metadata("classifier", encoder_name, model), **weights_provenance(model.encoder)}
+    name = LEARNERS.name_of(type(model))  # "classifier"; "cocoop-classifier" for CoCoOp's
+    meta = {**learner_metadata(name, encoder_name, model), **weights_provenance(model.encoder)}
     config = meta["encoder_config"]
     if "pretrained" in config and config["pretrained"] is not None:
         meta["pretrained_from"] = config["pretrained"]
