@@ -155,3 +155,17 @@ def test_a_strategy_refuses_an_option_it_does_not_take_and_a_scenario_it_cannot_
     with pytest.raises(FewshotError, match="unknown --strategy"):
         build_strategy("nope")
     assert build_strategy("replay", {"memory": 7, "alpha": None}).memory == 7
+
+
+def test_mas_importance_is_capped_where_sgd_on_its_penalty_would_diverge():
+    from fewshot.continual.mas import MAS
+
+    strong = MAS(mas_lambda=1e4)  # uncapped, SGD at lr 0.05 on this penalty would blow up
+    stream = class_incremental(squares(6, 24, 0), squares(6, 10, 1), 3, seed=0)
+    task = ContinualRun(stream, strong, encoder(0), SETTINGS, seed=0)
+    result = train_continual(task, None, {}, progress=False)
+    limit = 1 / (2 * SETTINGS.lr * strong.mas_lambda)
+    assert max(float(v.max()) for v in strong.importance.values()) <= limit * (1 + 1e-6)  # float32
+    assert any(float(v.max()) == pytest.approx(limit) for v in strong.importance.values())  # the cap bit
+    assert all(torch.isfinite(v).all() for v in strong.anchor.values())
+    assert result["accuracy_matrix"][-1][-1] >= 0.5  # still learns the last task (chance: 1/6)
