@@ -23,8 +23,8 @@ from fewshot_cli.train import positive
 STRATEGY_HELP = (
     "full: train everything; partial: freeze the first --freeze blocks; gradual: head first, then "
     "one more block every --unfreeze-every epochs; linear-probe / simpleshot: frozen encoder, "
-    "no training loop; coop / clap / zs-lp / lp++ / clip-lora (--encoder clip): CLIP adapted on "
-    "the items, class folder names as prompts, saved as a linear head."
+    "no training loop; coop / cocoop / clip-adapter / clap / zs-lp / lp++ / clip-lora (--encoder "
+    "clip): CLIP adapted on the items, class folder names as prompts, saved for `fewshot predict`."
 )
 
 
