@@ -82,13 +82,12 @@ class TIM(TransductiveLearner):
         raise FewshotError(f"unknown TIM metric {self.metric!r}: use 'euclidean' or 'cosine'")
 
     def transduce(self, support: torch.Tensor, onehot: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        if self.metric == "euclidean":
+        if self.metric == "euclidean":  # the paper's: the means of the normalised embeddings
             support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
-            weights = weighted_means(onehot, support).clone().requires_grad_(True)  # (B, N, d)
-        else:  # easyfsl's: the means of the embeddings as given, cosine to normalised ones
-            weights = weighted_means(onehot, support).clone().requires_grad_(True)
+        weights = weighted_means(onehot, support).clone().requires_grad_(True)  # (B, N, d)
+        if self.metric == "cosine":  # easyfsl's: the means as given, cosines to normalised ones
             support, query = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
-        # the embeddings are fixed: their squared norms once, not at every step (a third of the time)
+        # the embeddings are fixed: their squared norms once, not at every step (a fifth of the time)
         support_norms = support.pow(2).sum(-1, keepdim=True)
         query_norms = query.pow(2).sum(-1, keepdim=True)
 

@@ -1,9 +1,9 @@
 """CLIP adaptation methods fitted on a whole labelled folder, exported as a fixed-class `Classifier`.
 
 `fewshot finetune --strategy coop` (and ``clap``, ``zs-lp``, ``lp++``, ``clip-lora``,
-``clip-adapter``, ``cocoop``): the
-learner is fitted on the training items with the folder's class names, exactly as on an
-episode's support set, and its fitted model is a linear head on L2-normalised CLIP features
+``clip-adapter``, ``cocoop``): the learner is fitted on the training items with the folder's
+class names, exactly as on an episode's support set. Most fitted models are a linear head on
+L2-normalised CLIP features
 (``classifier_weights()``: CoOp's learned text features, ZS-LP/CLAP's class weights, LP++'s
 blended weights; CLIP-LoRA's adapted text features over the encoder with the adapters merged
 into its weights). CLIP-Adapter and CoCoOp are more than a linear head: their
