@@ -193,7 +193,7 @@ TRAIN_CASES: list[tuple] = [
     ("finetune-freeze-negative", [*FT, "--freeze", "-1"], 2, "--freeze"),
     ("finetune-unfreeze-every-0", [*FT, "--unfreeze-every", "0"], 2, "--unfreeze-every"),
     ("finetune-seed-negative", [*FT, "--seed", "-1"], 2, "--seed"),
-    ("finetune-cocoop-no-linear-head", [*FT, "--strategy", "cocoop"], 2, "unknown strategy 'cocoop'"),
+    ("finetune-cocoop-needs-clip", [*FT, "--strategy", "cocoop"], 2, "cocoop tunes prompts inside a CLIP"),
     (
         "finetune-image-size-8",
         ["finetune", "{ws}/imgs", "--encoder", "conv4", "--image-size", "8"],

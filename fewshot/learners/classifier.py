@@ -21,6 +21,7 @@ from fewshot.encoders.base import Encoder
 from fewshot.errors import FewshotError
 from fewshot.learners import LEARNERS
 from fewshot.learners.base import FIXED, FewShotLearner
+from fewshot.learners.feature_adapter import bottleneck
 
 
 @LEARNERS.register("classifier")
@@ -64,8 +65,6 @@ class Classifier(FewShotLearner):
         self.register_buffer("center", torch.zeros(encoder.embed_dim))
         self.adapter = None
         if self.adapter_reduction:
-            from fewshot.learners.clip_adapter import bottleneck
-
             self.adapter = bottleneck(encoder.embed_dim, self.adapter_reduction)
 
     def features(self, z: torch.Tensor) -> torch.Tensor:

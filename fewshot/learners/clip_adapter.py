@@ -21,19 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewshot.learners import LEARNERS
+from fewshot.learners.classifier import Classifier
 from fewshot.learners.clip_fitting import iterations_for, make_optimiser, train_steps
 from fewshot.learners.clip_tuned import ClipTuned
-
-
-def bottleneck(dim: int, reduction: int) -> nn.Sequential:
-    """CLIP-Adapter's MLP ``(n, d) -> (n, d)``."""
-    hidden = max(dim // reduction, 1)
-    return nn.Sequential(
-        nn.Linear(dim, hidden, bias=False),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden, dim, bias=False),
-        nn.ReLU(inplace=True),
-    )
+from fewshot.learners.feature_adapter import bottleneck
 
 
 @LEARNERS.register("clip-adapter")
@@ -114,8 +105,6 @@ class ClipAdapter(ClipTuned):
     def export_model(self, encoder, class_names):
         """The fitted model as a fixed-class `Classifier` over ``encoder``: the image adapter
         between its normalisations and the (adapted) text prototypes as its head."""
-        from fewshot.learners.classifier import Classifier
-
         self._check_fitted("image_adapter_")
         model = Classifier(
             encoder, class_names, normalize=True, adapter_reduction=self.reduction, adapter_ratio=self.ratio
