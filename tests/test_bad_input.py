@@ -28,6 +28,7 @@ COMMON_CASES = [
     ("eval-shots-0", ["eval", "--shots", "0"], 2, "--shots"),
     ("eval-episodes-0", ["eval", "--episodes", "0"], 2, "--episodes"),
     ("eval-seed-negative", ["eval", "--seed", "-1"], 2, "--seed"),
+    ("eval-method-fixed-class", ["eval", "--method", "classifier"], 2, "is a fixed-class model"),
     (
         "label-batch-size-0",
         ["label", "{ws}/imgs", "-l", "a,b", "--batch-size", "0", *MICRO],
