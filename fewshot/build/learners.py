@@ -61,12 +61,13 @@ def rewrap(source: EncoderSource, method: str, options: dict[str, Any] | None, s
         for key, value in given.items():
             setattr(learner, key, value)  # scikit-learn's set_params
         return learner
-    if LEARNERS.get(method).fixed_classes:
+    cls = LEARNERS.get(method)
+    if cls.fixed_classes:
         raise FewshotError(
             f"--method {method} is a fixed-class model that `fewshot finetune` saves, not a "
             "few-shot method: give its file to `fewshot predict --checkpoint`"
         )
-    if LEARNERS.get(method).kind != EMBEDDING:
+    if cls.kind != EMBEDDING:
         raise FewshotError(
             f"--method {method} adapts its encoder and cannot reuse a {own} checkpoint: "
             f"train one with `fewshot train --method {method}`"
