@@ -78,6 +78,14 @@ EpisodeFiles = Annotated[
 SaveEpisodes = Annotated[
     Path | None, typer.Option("--save-episodes", help="Keep the episode files in this folder.")
 ]
+Checkpoints = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--checkpoint",
+        help="A meta-trained model in the table, [LABEL=]PATH (Relation, FEAT, MAML, Reptile...: "
+        "its own learner, on the same episodes, images prepared as it was trained); repeatable.",
+    ),
+]
 Plot = Annotated[Path | None, typer.Option("--plot", help="Write accuracy vs shots to this PNG.")]
 RowsJson = Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")]
 
@@ -91,6 +99,7 @@ def compare_command(
     queries: CompareQueries = None,
     episodes: CompareEpisodes = 200,
     encoder: Encoder = None,
+    checkpoint: Checkpoints = None,
     clip_model: Model = None,
     pretrained: Pretrained = None,
     dataset: Dataset = "omniglot",
@@ -114,7 +123,8 @@ def compare_command(
     from fewshot.workflows.compare import CompareRequest, run_compare
     from fewshot.workflows.compare_options import parse_method_options
 
-    settings = {k: v for k, v in ctx.params.items() if k not in ("as_json", "method_option")}
+    settings = {k: v for k, v in ctx.params.items() if k not in ("as_json", "method_option", "checkpoint")}
+    settings["checkpoints"] = checkpoint
     settings.update(shots=_int_list(shots, "--shots"), methods=_names(methods), episode_file=episode_file)
     settings["method_options"] = parse_method_options(method_option)
     rows, title = run_compare(CompareRequest(**settings))

@@ -288,6 +288,7 @@ EVAL_CASES: list[tuple] = [
     ("eval-method-unknown", ["eval", "--method", "knn"], 2, "unknown method"),
     ("compare-maml", ["compare", "--methods", "maml"], 2, "compare runs frozen-encoder methods only"),
     ("compare-classifier", ["compare", "--methods", "classifier"], 2, "is a fixed-class model"),
+    ("compare-checkpoint-missing", ["compare", "--checkpoint", "{ws}/none.safetensors"], 2, "no such file"),
     ("compare-save-episodes-file", ["compare", "--save-episodes", "{ws}/a-file.txt"], 2, "is a file"),
     ("compare-queries-0", ["compare", "--queries", "0"], 2, "--queries"),
     ("compare-episodes-0", ["compare", "--episodes", "0"], 2, "--episodes"),

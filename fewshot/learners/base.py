@@ -191,6 +191,10 @@ class FewShotLearner(nn.Module):
         scaled cosine, CLIP's own zero-shot head); `fewshot.build.build_learner` applies them."""
         return {}
 
+    def check_ways(self, ways: int) -> None:
+        """Refuse ``ways``-way tasks this model cannot classify (MAML's fixed-size head), in one
+        line, before any episode runs; most learners take any number of classes."""
+
     def train_defaults(self) -> dict[str, Any]:
         """`fewshot.training.TrainConfig` values this learner's paper uses (MAML: ``meta_batch``,
         ``lr_step``), applied where the user set none."""

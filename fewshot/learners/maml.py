@@ -229,7 +229,7 @@ class MAML(MetaBatching, FewShotLearner):
 
     # -- the learner contract -------------------------------------------------------------
 
-    def _check_ways(self, ways: int) -> None:
+    def check_ways(self, ways: int) -> None:
         if ways > self.ways:
             raise FewshotError(
                 f"this {type(self).__name__} model has a {self.ways}-way head and cannot classify "
@@ -246,7 +246,7 @@ class MAML(MetaBatching, FewShotLearner):
         any labels there), N <= ``ways``.
         """
         ways = int(support_y.max()) + 1
-        self._check_ways(ways)
+        self.check_ways(ways)
         params = {n: p.detach().requires_grad_() for n, p in self.meta_parameters().items()}
         with torch.enable_grad():
             adapted = self._inner_loop(params, support_x, support_y, ways, self.test_inner_steps, False)

@@ -76,11 +76,11 @@ def _sync(device: torch.device) -> None:
 
 class MetaBatching:
     """The batch methods of MAML's learner contract; the class they are mixed into provides
-    the `MetaLearner` protocol and ``_check_ways(ways)`` (refuses more ways than the head has)."""
+    the `MetaLearner` protocol and ``check_ways(ways)`` (refuses more ways than the head has)."""
 
     def meta_batch_loss(self, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean query loss and accuracy over a meta-batch of same-shape episodes (one meta-step)."""
-        self._check_ways(episodes[0].ways)
+        self.check_ways(episodes[0].ways)
         stacks = stack_episodes(episodes)
         return stacked_meta_loss(self, *stacks, resolve_strategy(self, *stacks, train=True))
 
@@ -98,7 +98,7 @@ class MetaBatching:
         strategies back-propagate the whole meta-batch at once. Forward passes run under
         `autocast()`; `scale` wraps each loss before its backward (a GradScaler's ``scale``).
         """
-        self._check_ways(episodes[0].ways)
+        self.check_ways(episodes[0].ways)
         stacks = stack_episodes(episodes)
         strategy = resolve_strategy(self, *stacks, train=True)
         if strategy == "loop":
@@ -114,7 +114,7 @@ class MetaBatching:
     ) -> torch.Tensor:
         """Many test episodes at once (fit + predict): ``(B, n_s, ...)``, ``(B, n_s)``, ``(B, n_q, ...)``
         -> predicted labels ``(B, n_q)``. The stored meta-parameters are not changed."""
-        self._check_ways(int(support_y.max()) + 1)
+        self.check_ways(int(support_y.max()) + 1)
         query_y = torch.zeros(query_x.shape[:2], dtype=torch.long, device=query_x.device)
         strategy = resolve_strategy(self, support_x, support_y, query_x, query_y, train=False)
         logits = batch_query_logits(

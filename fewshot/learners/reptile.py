@@ -90,7 +90,7 @@ class Reptile(MAML):
     def episode_loss(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         """The adapted weights' query loss, whose gradient is the Reptile direction ``theta - phi``
         (``loss.backward()`` puts it in ``.grad``), and their query accuracy."""
-        self._check_ways(episode.ways)
+        self.check_ways(episode.ways)
         adapted = self.adapt(episode)
         with torch.no_grad():
             loss, logits = self._query_loss(adapted, episode.query_x, episode.query_y, episode.ways)

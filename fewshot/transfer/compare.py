@@ -88,13 +88,17 @@ def compare_methods(
     device: torch.device | str = "cpu",
     progress: bool | None = None,
     batch_size: int | None = None,
+    data_for: dict[str, LabeledTensors] | None = None,
 ) -> list[CompareRow]:
     """Evaluate every learner on every episode file; rows ordered by method, then shots.
 
-    ``progress``: bars while embedding and evaluating (None: on when stderr is a terminal)."""
+    ``progress``: bars while embedding and evaluating (None: on when stderr is a terminal).
+    ``data_for``: a learner's own copy of the data (the same labels, its images prepared as its
+    checkpoint expects), by name; the others use ``data``."""
     embeddings: dict[int, torch.Tensor] = {}
     rows = []
     for name, learner in learners.items():
+        own = (data_for or {}).get(name, data)
         frozen = caches_embeddings(learner)
         for shots, path in episode_files.items():
             cached = None
@@ -102,10 +106,10 @@ def compare_methods(
                 key = id(learner.encoder)
                 if key not in embeddings:
                     encoder = learner.encoder.to(device)
-                    embeddings[key] = encoder.encode_batched(data.data, batch_size, progress=progress)
+                    embeddings[key] = encoder.encode_batched(own.data, batch_size, progress=progress)
                 cached = embeddings[key]
             result = evaluate(
-                learner, data, episode_file=str(path), device=device, progress=progress, embeddings=cached
+                learner, own, episode_file=str(path), device=device, progress=progress, embeddings=cached
             )
             rows.append(
                 CompareRow(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from fewshot.errors import FewshotError
+from fewshot.workflows.compare_checkpoints import parse_checkpoints
 from fewshot.workflows.compare_options import check_method_options
 
 
@@ -37,6 +39,7 @@ class CompareRequest:
     skip_small_groups: bool = False
     variable_episodes: bool = False  # ways and each column's shots are then the most
     rotations: bool | None = None  # None: the split's default
+    checkpoints: list[str] | None = None  # "[LABEL=]PATH": meta-trained models, a row each
 
 
 def comparable(cls: type) -> bool:
@@ -86,10 +89,13 @@ def check_request(r: CompareRequest) -> None:
         raise FewshotError(
             f"--save-episodes {r.save_episodes} is a file: give a folder for the episode files"
         )
+    parse_checkpoints(r.checkpoints)  # every file exists
+    # a checkpoint's learner, which its options may name, is known once it is read (run_compare)
     if r.methods is not None:
         check_methods(r.methods)
-        check_method_options(r.method_options or {}, r.methods)
-    else:
+        if not r.checkpoints:
+            check_method_options(r.method_options or {}, r.methods)
+    elif not r.checkpoints:
         check_methods(list(r.method_options or {}))  # methods compare can run (defaults follow)
     from fewshot.workflows.episodes import rotated_split
 
@@ -101,6 +107,7 @@ def run_compare(request: CompareRequest) -> tuple[list[Any], str]:
     Returns ``(rows, title)``."""
     from fewshot.device import resolve_device
     from fewshot.transfer.compare import compare_methods, default_queries, episode_files_for, plot_rows
+    from fewshot.workflows.compare_checkpoints import checkpoint_data, checkpoint_learners
 
     r = request
     check_request(r)
@@ -109,16 +116,22 @@ def run_compare(request: CompareRequest) -> tuple[list[Any], str]:
     own = source.meta.get("learner") if source.learner is not None else None
     names = r.methods or default_methods(hasattr(source.encoder, "encode_text"), own)
     check_methods(names)
-    check_method_options(r.method_options or {}, names)
+    extra = checkpoint_learners(
+        parse_checkpoints(r.checkpoints), names, r.ways, r.method_options or {}, device, r.seed
+    )
+    check_method_options(r.method_options or {}, names + [s.meta["learner"] for _, s in extra.values()])
     shots = r.shots or [1, 2, 4, 8, 16]
     queries = r.queries or default_queries(data.labels, shots)
     options = _episode_options(r, data, shots, queries)
     learners = _learners(names, source, r.seed, r.method_options or {})
+    learners.update({name: learner for name, (learner, _) in extra.items()})
+    load = partial(_load, r, subset)
+    own_data = checkpoint_data({n: s for n, (_, s) in extra.items()}, source, data, load)
     with _episode_folder(r.save_episodes) as folder:
         files = episode_files_for(
             data.labels, shots, r.ways, queries, r.episodes, r.seed, folder, r.episode_file, options
         )
-        rows = compare_methods(learners, data, files, device, progress=r.progress)
+        rows = compare_methods(learners, data, files, device, progress=r.progress, data_for=own_data)
     where = r.dataset if named(r.dataset) else Path(r.dataset).name
     title = f"{source.description} on {where} {subset}: {rows[0].ways}-way, {rows[0].queries} queries/class"
     if r.plot is not None:
@@ -142,6 +155,14 @@ def named(dataset: str) -> bool:
     from fewshot.data.catalog import DATASETS
 
     return dataset in DATASETS
+
+
+def _load(r: CompareRequest, subset: str, source):
+    from fewshot.build import load_for_encoder
+    from fewshot.workflows.episodes import rotated_split
+
+    split = rotated_split(r.dataset, r.split, r.rotations)
+    return load_for_encoder(source, r.dataset, subset, split, r.data_dir, r.seed)
 
 
 def _source_and_data(r: CompareRequest, device):
