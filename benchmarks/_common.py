@@ -15,24 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from fewshot.cpu_layout import cpu_info
+
 DATA_HINT = "FEWSHOT_DATA_DIR=/work/shared/data (a folder holding fashion-mnist/)"
-
-
-def cpu_info() -> dict[str, Any]:
-    """CPU model and flags from /proc/cpuinfo (the vector extensions that decide speed listed
-    apart), or what `platform` says elsewhere."""
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = value.split()
-    except OSError:
-        pass
-    vector = [f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "f16c"))]
-    return {"cpu_model": model, "cpu_vector_flags": vector, "cpu_flags": flags}
 
 
 def machine() -> dict[str, Any]:

@@ -23,6 +23,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,21 +38,28 @@ def _cache_file() -> Path:
     return default_cache_dir() / "cpu-layout.json"
 
 
-def _cpu_model() -> str:
+def cpu_info() -> dict[str, Any]:
+    """CPU model and flags from /proc/cpuinfo (the vector extensions that decide speed listed
+    apart), or what `platform` says elsewhere."""
+    model, flags = platform.processor() or platform.machine(), []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
+            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = value.split()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    vector = [f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "f16c"))]
+    return {"cpu_model": model, "cpu_vector_flags": vector, "cpu_flags": flags}
 
 
 def _key(model: torch.nn.Module, shape: tuple[int, ...]) -> str:
     layout = ";".join(f"{n}:{tuple(p.shape)}" for n, p in model.named_parameters())
     arch = hashlib.sha256(f"{type(model).__name__}|{layout}".encode()).hexdigest()[:16]
-    return f"{_cpu_model()}|torch {torch.__version__}|{torch.get_num_threads()} threads|{arch}|{shape}"
+    threads = torch.get_num_threads()
+    return f"{cpu_info()['cpu_model']}|torch {torch.__version__}|{threads} threads|{arch}|{shape}"
 
 
 def _step_seconds(model: torch.nn.Module, x: torch.Tensor, steps: int = 4) -> float:
