@@ -10,7 +10,9 @@ validator), the frozen-feature methods on the source-only network's features (gr
 chosen by IM), and the oracle (the same network trained on the labelled target ``train``).
 The "selected by V" rows are the method with the highest score of validator V (IM, `fewshot
 adapt`'s default; entropy; SND) on the unlabelled target, and the candidate (source-only among
-them) with the highest agreement with all candidates' vote (`fewshot rank-adapted`): the goal is
+them) with the highest agreement with all candidates' vote (`fewshot rank-adapted`), and the one
+with the highest reverse-validation score (`fewshot rank-adapted --source`: a 10-NN fitted on
+the target's pixels with the candidate's labels, scored on the labelled source): the goal is
 that the selected method closes at least half of the source-only -> oracle gap.
 
 ``shifts``: digits and Fashion-MNIST (``FEWSHOT_DATA_DIR``), source = ``train`` (a stratified
@@ -51,8 +53,9 @@ VENV = Path.home() / ".cache" / "fewshot" / "bench" / "skada-0.6.0"
 NETWORK = ["adabn", "dann", "cdan", "cdan-e", "mcc", "self-training", "fixmatch"]
 FEATURES = ["coral", "subspace", "ot"]
 # fewshot.adapt.selection's per-model validators (IM is `fewshot adapt`'s default), then the
-# agreement with the candidates' vote (`fewshot rank-adapted`; source-only is a candidate)
-VALIDATORS = ("im", "entropy", "snd", "agreement")
+# agreement with the candidates' vote (`fewshot rank-adapted`; source-only is a candidate) and
+# reverse validation in pixels (`fewshot rank-adapted --source`)
+VALIDATORS = ("im", "entropy", "snd", "agreement", "reverse")
 SHIFTS = {"blur-contrast": {"sigma": 1.0, "contrast": 0.4}, "rotation": {"degrees": 30.0}, "inversion": {}}
 
 
@@ -113,11 +116,13 @@ def method_rows(source_only, source, target, test, args, seed: int, models=None)
     return rows
 
 
-def agreement_with_vote(models: dict, items) -> dict[str, float]:
-    """Every candidate's agreement with their vote (`fewshot rank-adapted`'s ranking)."""
+def ranking_scores(models: dict, items, source) -> tuple[dict[str, float], dict[str, float]]:
+    """Every candidate's agreement with their vote and its reverse-validation score on the
+    labelled ``source`` (`fewshot rank-adapted` without and with ``--source``)."""
     from fewshot.adapt.ranking import rank_models
 
-    return {row["name"]: row["agreement"] for row in rank_models(models, items)}
+    rows = rank_models(models, items, source=(source.data, source.labels))
+    return {row["name"]: row["agreement"] for row in rows}, {row["name"]: row["reverse"] for row in rows}
 
 
 def digits_suite(args) -> dict:
@@ -131,10 +136,11 @@ def digits_suite(args) -> dict:
         oracle = trained(target, test.data, args, seed)
         models = {"source-only": source_only}  # a candidate: "do not adapt" can win
         rows = method_rows(source_only, source, target.data, test, args, seed, models)
-        agreement = agreement_with_vote(models, target.data)
+        agreement, reverse = ranking_scores(models, target.data, source)
         selected = max(rows, key=lambda m: rows[m]["target_im"])
         by = {v: max(rows, key=lambda m, v=v: rows[m]["target_scores"][v]) for v in VALIDATORS[:3]}
         by["agreement"] = max(agreement, key=agreement.get)
+        by["reverse"] = max(reverse, key=reverse.get)
         per_seed.append(
             {
                 "seed": seed,
@@ -145,6 +151,7 @@ def digits_suite(args) -> dict:
                 "selected": selected,
                 "selected_by": by,
                 "agreement": agreement,
+                "reverse": reverse,
             }
         )
     return {"suite": "digits", "seeds": per_seed}

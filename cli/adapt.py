@@ -163,6 +163,17 @@ Models = Annotated[
 ]
 
 
+RankSource = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        help="The labelled source data the models were adapted from: rank by reverse validation "
+        "(a k-NN fitted on the target with each model's labels, scored on the source, in pixels).",
+    ),
+]
+SourceSubset = Annotated[str, typer.Option("--source-subset", help="Part of the source data set.")]
+
+
 def rank_adapted_command(
     ctx: typer.Context,
     models: Models,
@@ -170,12 +181,15 @@ def rank_adapted_command(
     target_subset: TargetSubset = "all",
     split: Split = None,
     target_labels: TargetLabels = True,
+    source: RankSource = None,
+    source_subset: SourceSubset = "all",
     seed: Seed = 0,
     device: Device = "auto",
     data_dir: DataDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """Rank adapted models of different methods on unlabelled target data (ensemble agreement)."""
+    """Rank adapted models of different methods on unlabelled target data (reverse validation
+    with --source, else ensemble agreement)."""
     from fewshot.workflows.rank_adapted import RankAdaptedRequest, run_rank_adapted
 
     report = run_rank_adapted(RankAdaptedRequest(**request_settings(ctx)))
@@ -183,11 +197,15 @@ def rank_adapted_command(
 
 
 def _ranking(r: dict) -> str:
-    lines = [f"{r['items']} target items of {r['target']}, ranked by agreement with the ensemble:"]
+    how = f"reverse validation on {r['source']}"
+    if r["ranked_by"] == "agreement":
+        how = "agreement with the ensemble"
+    lines = [f"{r['items']} target items of {r['target']}, ranked by {how}:"]
     for rank, row in enumerate(r["models"], 1):
         acc = "" if row["accuracy"] is None else f"  accuracy {row['accuracy']:.4f}"
         scores = ", ".join(f"{k} {v:.4f}" for k, v in row["scores"].items())
-        lines.append(f"{rank:>3}  agreement {row['agreement']:.4f}  {row['name']}  ({scores}){acc}")
+        rev = "" if row["reverse"] is None else f"reverse {row['reverse']:.4f}  "
+        lines.append(f"{rank:>3}  {rev}agreement {row['agreement']:.4f}  {row['name']}  ({scores}){acc}")
     lines.append(f"best: {r['best']}")
     return "\n".join(lines)
 

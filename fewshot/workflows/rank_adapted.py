@@ -1,8 +1,9 @@
 """`fewshot rank-adapted` as a library call: which of several adapted models to keep.
 
 Each model (``fewshot adapt`` output, or any fixed-class classifier checkpoint of the same
-classes) predicts the target items it would see; `fewshot.adapt.ranking.rank_models` ranks
-them by agreement with their ensemble. Target labels, when the data has them and
+classes) predicts the target items it would see. With labelled ``source`` data they are ranked
+by reverse validation in the images' pixels (`fewshot.adapt.reverse`), else by agreement with
+their ensemble (`fewshot.adapt.ranking`). Target labels, when the data has them and
 ``target_labels`` is on, only add an accuracy column.
 """
 
@@ -24,6 +25,8 @@ class RankAdaptedRequest:
     target_subset: str = "all"
     split: str | None = None
     target_labels: bool = True
+    source: str | None = None  # labelled source data: rank by reverse validation
+    source_subset: str = "all"
     seed: int = 0
     device: str = "auto"
     data_dir: Path | None = None
@@ -44,7 +47,7 @@ def check_request(r: RankAdaptedRequest) -> None:
 def run_rank_adapted(request: RankAdaptedRequest) -> dict[str, Any]:
     """Load every model, check they share their classes, prepare the target once per way the
     models read it, and rank. Returns the report."""
-    from fewshot.adapt.ranking import check_same_classes, rank_probabilities
+    from fewshot.adapt.ranking import check_same_classes, pixel_reverse, rank_probabilities
     from fewshot.adapt.trainer import target_probabilities
     from fewshot.build import build_encoder
     from fewshot.device import resolve_device
@@ -65,9 +68,43 @@ def run_rank_adapted(request: RankAdaptedRequest) -> dict[str, Any]:
             prepared[key] = _target(r, source, classes)
         items, labels = prepared[key]
         probabilities[path] = target_probabilities(source.learner, items, device)
-    rows = rank_probabilities(probabilities, labels)
-    return {"target": r.target, "items": len(items), "classes": classes,
-            "models": rows, "best": rows[0]["name"], "ranked_by": "agreement"}  # fmt: skip
+    reverse = None
+    if r.source is not None:
+        source_items, source_labels = _source(r, next(iter(sources.values())), classes)
+        reverse = pixel_reverse(probabilities, _raw_target(prepared), source_items, source_labels)
+    rows = rank_probabilities(probabilities, labels, reverse)
+    return {"target": r.target, "items": len(items), "classes": classes, "models": rows,
+            "best": rows[0]["name"], "ranked_by": "agreement" if reverse is None else "reverse",
+            "source": r.source}  # fmt: skip
+
+
+def _raw_target(prepared: dict[str, tuple]):
+    """The target images for the pixel representation: those of the first preparation (any
+    will do: `pixel_representation` brings every size and channel count to one)."""
+    items, _ = next(iter(prepared.values()))
+    if items.ndim != 4:
+        raise FewshotError("--source ranks by reverse validation in pixels: the target must be images")
+    return items
+
+
+def _source(r: RankAdaptedRequest, source, classes: list[str]):
+    """The labelled source images, their labels mapped onto the models' class order."""
+    import torch
+
+    from fewshot.build import load_for_encoder
+    from fewshot.data.tensors import LabeledTensors
+
+    data = load_for_encoder(source, r.source, r.source_subset, r.split, r.data_dir, r.seed)
+    if not isinstance(data, LabeledTensors) or len(data) == 0:
+        raise FewshotError(f"--source {r.source} holds no labelled image")
+    names = list(data.class_names)
+    if sorted(names) != sorted(classes):
+        raise FewshotError(
+            f"--source {r.source} has other classes than the models ({', '.join(names[:5])}...): "
+            "give the data the models were adapted from"
+        )
+    order = torch.tensor([classes.index(name) for name in names])
+    return data.data, order[data.labels]
 
 
 def _preparation(source) -> str:
