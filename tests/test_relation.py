@@ -105,3 +105,36 @@ def test_fewshot_train_method_relation_and_eval_reloads_it(tmp_path, monkeypatch
     trained, evaluated, library = train_then_eval(tmp_path, monkeypatch, "relation")
     assert trained["best_val_accuracy"] is not None
     assert evaluated["method"] == "relation" and evaluated["accuracy"] == pytest.approx(library, abs=1e-9)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_model_trained_at_k_shots_pools_any_support_on_the_trained_scale(batched):
+    """``train_shots`` set: a class of K' maps pools as ``train_shots`` x their mean (the sum at
+    the training K); unset: the plain sum (the paper's), which grows with K'."""
+    episode = tiny_episode(5, shots=4)
+    z = torch.randn(len(episode.support_y), 6)
+    plain = RelationNet(IdentityEncoder(6), channels=5).eval()
+    one_shot = RelationNet(IdentityEncoder(6), channels=5, train_shots=1).eval()
+    one_shot.load_state_dict(plain.state_dict())
+    means = torch.stack([z[episode.support_y == c].mean(0) for c in range(3)])
+    if batched:
+        grouped = torch.stack([z[episode.support_y == c] for c in range(3)]).unsqueeze(0)  # (1, N, K, d)
+        queries = torch.randn(1, 2, 6)
+        got = one_shot.batch_logits_embeddings(grouped, queries)
+        torch.testing.assert_close(got, one_shot.relation_logits(means.unsqueeze(0), queries))
+        summed = plain.relation_logits(4 * means.unsqueeze(0), queries)
+        torch.testing.assert_close(plain.batch_logits_embeddings(grouped, queries), summed)
+    else:
+        torch.testing.assert_close(one_shot._fit_embeddings(z, episode.support_y).classes_z_, means)
+        torch.testing.assert_close(plain._fit_embeddings(z, episode.support_y).classes_z_, 4 * means)
+
+
+def test_fewshot_train_records_the_training_shots(tmp_path, monkeypatch):
+    from fewshot.model_loading import load_learner
+
+    train_then_eval(tmp_path, monkeypatch, "relation", "--shots", "2")
+    learner, meta = load_learner(tmp_path / "relation.safetensors")
+    assert learner.train_shots == 2 and meta["learner_config"]["train_shots"] == 2
+    mean_pooled = RelationNet(IdentityEncoder(4), aggregate="mean")
+    mean_pooled.record_training(type("Config", (), {"shots": 3})())
+    assert mean_pooled.train_shots is None  # the mean needs no scale

@@ -191,6 +191,11 @@ class FewShotLearner(nn.Module):
         scaled cosine, CLIP's own zero-shot head); `fewshot.build.build_learner` applies them."""
         return {}
 
+    def record_training(self, config: Any) -> None:
+        """Keep what inference needs to know of the training episodes (``config``, a
+        `fewshot.training.TrainConfig`); `fewshot train` calls it before the checkpoint's
+        metadata is taken. Most learners need nothing (Relation Networks: the shots)."""
+
     def check_ways(self, ways: int) -> None:
         """Refuse ``ways``-way tasks this model cannot classify (MAML's fixed-size head), in one
         line, before any episode runs; most learners take any number of classes."""

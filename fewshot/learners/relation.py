@@ -21,11 +21,18 @@ precomputed features) is scored as ``(d, 1, 1)`` maps, where the 3x3 convolution
 
 Defaults from the paper: 64 filters, 8 hidden units, sum over the shots, Adam with learning
 rate 1e-3, 5-way training episodes (the toolkit's default ``--ways`` 5).
+
+The paper trains one model per number of shots: a sum of K maps is K times one map, and the
+relation module (its BatchNorm statistics included) learns that scale. `fewshot train`
+therefore records the training episodes' shots as ``train_shots``, and a support set of
+another K is pooled as ``train_shots`` times its mean: the same as the sum at the training
+K, the trained scale at any other (a 1-shot model that summed 5 maps fell to 28.8% on 5-way
+5-shot Omniglot episodes: `benchmarks/RESULTS.md`). Without ``train_shots`` the plain sum is taken.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +74,9 @@ class RelationNet(FewShotLearner):
         hidden: units of its hidden fully connected layer (the paper: 8).
         aggregate: how a class's K support maps are pooled: ``"sum"`` (the paper) or ``"mean"``
             (the same scale for every K).
+        train_shots: with ``"sum"``, the shots of the training episodes (`fewshot train`
+            records them): a K-shot class is pooled as ``train_shots`` times its mean. None:
+            the plain sum.
 
     Shapes: ``fit(support_x (n, ...), support_y (n,))``; ``logits(query_x (M, ...))`` -> ``(M, N)``
     (relation scores are their sigmoid).
@@ -80,11 +90,17 @@ class RelationNet(FewShotLearner):
     compare_rank = 35
 
     def __init__(
-        self, encoder: Encoder, channels: int = 64, hidden: int = 8, aggregate: Aggregate = "sum"
+        self,
+        encoder: Encoder,
+        channels: int = 64,
+        hidden: int = 8,
+        aggregate: Aggregate = "sum",
+        train_shots: int | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.channels, self.hidden, self.aggregate = int(channels), int(hidden), aggregate
+        self.train_shots = None if train_shots is None else int(train_shots)
         self.feature_shape = tuple(getattr(encoder, "feature_shape", None) or (encoder.embed_dim, 1, 1))
         self.relation = relation_module(self.feature_shape, self.channels, self.hidden)
         self.classes_z_: torch.Tensor | None = None
@@ -94,7 +110,14 @@ class RelationNet(FewShotLearner):
         means = class_means(support_z, support_y, ways)
         if self.aggregate == "mean":
             return means
+        if self.train_shots is not None:
+            return means * self.train_shots
         return means * torch.bincount(support_y, minlength=ways).unsqueeze(1).to(means.dtype)
+
+    def record_training(self, config: Any) -> None:
+        """Remember the training episodes' shots (``config.shots``), the scale the sum learns."""
+        if self.aggregate == "sum" and self.train_shots is None:
+            self.train_shots = int(config.shots)
 
     def relation_logits(self, classes_z: torch.Tensor, query_z: torch.Tensor) -> torch.Tensor:
         """Class embeddings ``(..., N, d)``, queries ``(..., M, d)`` -> relation logits ``(..., M, N)``."""
@@ -124,7 +147,9 @@ class RelationNet(FewShotLearner):
         """Many episodes at once: support ``(B, N, K, d)``, queries ``(B, M, d)`` -> ``(B, M, N)``,
         in chunks of episodes so that the pair tensor stays near ``PAIR_ELEMENTS`` elements."""
         b, n, k, d = support_z.shape
-        pooled = support_z.sum(2) if self.aggregate == "sum" else support_z.mean(2)
+        pooled = support_z.mean(2)
+        if self.aggregate == "sum":
+            pooled = pooled * (self.train_shots or k)
         chunk = max(1, PAIR_ELEMENTS // (query_z.shape[1] * n * 2 * d))
         parts = [
             self.relation_logits(pooled[i : i + chunk], query_z[i : i + chunk]) for i in range(0, b, chunk)

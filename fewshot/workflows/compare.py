@@ -158,6 +158,7 @@ def named(dataset: str) -> bool:
 
 
 def _load(r: CompareRequest, subset: str, source):
+    """The data set as ``source``'s encoder reads it."""
     from fewshot.build import load_for_encoder
     from fewshot.workflows.episodes import rotated_split
 
@@ -166,18 +167,18 @@ def _load(r: CompareRequest, subset: str, source):
 
 
 def _source_and_data(r: CompareRequest, device):
-    from fewshot.build import build_encoder, embedding_source, load_for_encoder
+    from fewshot.build import build_encoder, embedding_source
     from fewshot.data.loading import default_subset, is_embedding_file
     from fewshot.workflows.episodes import rotated_split
 
     subset = r.subset or default_subset(r.dataset)
-    split = rotated_split(r.dataset, r.split, r.rotations)
     if r.encoder in (None, "identity") and is_embedding_file(r.dataset):
+        split = rotated_split(r.dataset, r.split, r.rotations)
         source, data = embedding_source(r.dataset, subset, split, r.seed)
         return source, data, subset
     options = {"model": r.clip_model, "pretrained": r.pretrained}
     source = build_encoder(r.encoder, device, options, seed=r.seed)
-    return source, load_for_encoder(source, r.dataset, subset, split, r.data_dir, r.seed), subset
+    return source, _load(r, subset, source), subset
 
 
 def _learners(names: list[str], source, seed: int, options: dict[str, dict[str, Any]]) -> dict[str, Any]:

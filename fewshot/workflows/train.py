@@ -119,6 +119,7 @@ def meta_train(request: TrainRequest):
             "train it on fixed-way episodes (drop --variable-episodes)"
         )
     config = _config(r, learner, ways, val_data)
+    learner.record_training(config)
     meta = learner_metadata(r.method, r.encoder, learner)
     result = _trainer()(
         learner,
