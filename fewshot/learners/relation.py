@@ -27,7 +27,8 @@ relation module (its BatchNorm statistics included) learns that scale. `fewshot 
 therefore records the training episodes' shots as ``train_shots``, and a support set of
 another K is pooled as ``train_shots`` times its mean: the same as the sum at the training
 K, the trained scale at any other (a 1-shot model that summed 5 maps fell to 28.8% on 5-way
-5-shot Omniglot episodes: `benchmarks/RESULTS.md`). Without ``train_shots`` the plain sum is taken.
+5-shot Omniglot episodes, 98.3% pooled this way: `benchmarks/RESULTS.md`). Without
+``train_shots`` the plain sum is taken.
 """
 
 from __future__ import annotations

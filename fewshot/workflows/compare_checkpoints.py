@@ -84,7 +84,8 @@ def checkpoint_data(sources: dict[str, Any], main_source: Any, main_data: Any, l
 
     data = {}
     for name, source in sources.items():
-        same = source.preprocessing == main_source.preprocessing and not _reads_pil(source, main_source)
+        same = source.preprocessing == main_source.preprocessing
+        same = same and not _read_differently(source, main_source)
         own = main_data if same else load(source)
         if not torch.equal(own.labels, main_data.labels):
             raise FewshotError(
@@ -95,7 +96,8 @@ def checkpoint_data(sources: dict[str, Any], main_source: Any, main_data: Any, l
     return data
 
 
-def _reads_pil(source: Any, main_source: Any) -> bool:
+def _read_differently(source: Any, main_source: Any) -> bool:
+    """One encoder reads PIL images (CLIP's own preprocess), the other tensors."""
     from fewshot.build.data import reads_pil
 
     return reads_pil(source.encoder) != reads_pil(main_source.encoder)
