@@ -60,6 +60,8 @@ def run_rank_adapted(request: RankAdaptedRequest) -> dict[str, Any]:
         if not getattr(source.learner, "class_names", None) or not hasattr(source.learner, "head"):
             raise FewshotError(f"model {path} is not a fixed-class classifier (a fewshot adapt output)")
     classes = check_same_classes({path: source.learner.class_names for path, source in sources.items()})
+    # the source is checked (its classes) before any model runs on the target
+    labelled_source = None if r.source is None else _source(r, next(iter(sources.values())), classes)
     prepared: dict[str, tuple] = {}  # preparation -> (items, labels or None)
     probabilities = {}
     for path, source in sources.items():
@@ -69,9 +71,8 @@ def run_rank_adapted(request: RankAdaptedRequest) -> dict[str, Any]:
         items, labels = prepared[key]
         probabilities[path] = target_probabilities(source.learner, items, device)
     reverse = None
-    if r.source is not None:
-        source_items, source_labels = _source(r, next(iter(sources.values())), classes)
-        reverse = pixel_reverse(probabilities, _raw_target(prepared), source_items, source_labels)
+    if labelled_source is not None:
+        reverse = pixel_reverse(probabilities, _raw_target(prepared), *labelled_source)
     rows = rank_probabilities(probabilities, labels, reverse)
     return {"target": r.target, "items": len(items), "classes": classes, "models": rows,
             "best": rows[0]["name"], "ranked_by": "agreement" if reverse is None else "reverse",
