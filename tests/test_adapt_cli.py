@@ -46,6 +46,17 @@ def _adapt_args(source: Path, target: Path, method: str, *extra: str) -> list[st
     return [*args, "--batch-size", "8", "--device", "cpu", "--no-progress", *extra]
 
 
+def adapted_models(source: Path, target: Path, folder: Path, methods=("coral", "adabn")) -> list[str]:
+    """`fewshot adapt` outputs of ``methods`` (source -> target), written into ``folder``."""
+    outs = []
+    for method in methods:
+        out = folder / f"{method}.safetensors"
+        made = runner.invoke(app, [*_adapt_args(source, target, method), "--out", str(out)])
+        assert made.exit_code == 0, made.stderr
+        outs.append(str(out))
+    return outs
+
+
 def test_adapt_writes_a_classifier_that_predict_and_eval_load(domains, tmp_path):
     source, target = domains
     out = tmp_path / "m.safetensors"

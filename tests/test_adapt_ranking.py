@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from fewshot_cli.app import app
-from test_adapt_cli import _adapt_args, domains  # noqa: F401  (the fixture)
+from test_adapt_cli import adapted_models, domains  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
 
 from fewshot.adapt.ranking import rank_models, rank_probabilities
@@ -80,12 +80,7 @@ def test_rank_models_refuses_candidates_of_other_classes():
 
 def test_rank_adapted_ranks_adapt_outputs_and_refuses_bad_input(domains, tmp_path):  # noqa: F811
     source, target = domains
-    outs = []
-    for method in ("coral", "adabn"):
-        out = tmp_path / f"{method}.safetensors"
-        made = runner.invoke(app, [*_adapt_args(source, target, method), "--out", str(out)])
-        assert made.exit_code == 0, made.stderr
-        outs.append(str(out))
+    outs = adapted_models(source, target, tmp_path)
     result = runner.invoke(app, ["rank-adapted", *outs, "--target", str(target), "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from fewshot_cli.app import app
-from test_adapt_cli import _adapt_args, domains, squares  # noqa: F401  (the fixture)
+from test_adapt_cli import adapted_models, domains, squares  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
 
 from fewshot.adapt.ranking import pixel_reverse, rank_probabilities
@@ -89,12 +89,7 @@ def test_only_the_predicted_classes_count_and_the_ranking_follows_the_reverse_sc
 
 def test_rank_adapted_with_source_ranks_by_reverse_validation(domains, tmp_path):  # noqa: F811
     source, target = domains
-    outs = []
-    for method in ("coral", "adabn"):
-        out = tmp_path / f"{method}.safetensors"
-        made = runner.invoke(app, [*_adapt_args(source, target, method), "--out", str(out)])
-        assert made.exit_code == 0, made.stderr
-        outs.append(str(out))
+    outs = adapted_models(source, target, tmp_path)
     args = ["rank-adapted", *outs, "--target", str(target), "--source", str(source), "--device", "cpu"]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.stderr
