@@ -100,7 +100,7 @@ def run_ours(stream, strategy: str, seed: int, args, encoder=None) -> dict:
         encoder = Conv4(in_channels=1, hidden=64, image_size=28)
     else:
         encoder = IdentityEncoder(int(stream.experiences[0].train.data.shape[-1]))
-    settings = TrainSettings(args.epochs, args.lr, args.batch_size, "sgd", "cpu")
+    settings = TrainSettings(args.epochs, args.lr, args.batch_size, "sgd", "cpu", args.precision)
     started = time.perf_counter()
     task = ContinualRun(stream, build_strategy(strategy, options), encoder, settings, seed)
     report = train_continual(task, None, {}, progress=False)
@@ -130,6 +130,9 @@ def main() -> None:
         help="Side the frozen encoder reads (default: its own, 224).",
     )
     parser.add_argument("--avalanche", action="store_true", help="Also run Avalanche 0.6.0 (its own venv).")
+    parser.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="fewshot's training precision."
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/continual.json")
     args = parser.parse_args()
@@ -197,6 +200,7 @@ def record(dataset, scenario, strategy, runs, theirs) -> dict:
         "dataset": dataset, "scenario": scenario, "strategy": strategy,
         "average_accuracy": accs, "average_forgetting": forgets, "seconds_per_experience": per_exp,
         "accuracy_matrices": [r["accuracy_matrix"] for r in runs],
+        "precision": [r["precision"] for r in runs], "channels_last": [r["channels_last"] for r in runs],
     }  # fmt: skip
     if theirs:
         rec["avalanche"] = theirs

@@ -83,6 +83,14 @@ Epochs = Annotated[int, typer.Option("--epochs", min=1, help="Passes over each e
 Lr = Annotated[float, typer.Option("--lr", callback=positive, help="Learning rate.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Items per step (replay adds as many).")]
 Optimizer = Annotated[str, typer.Option("--optimizer", help="sgd (momentum 0.9) or adam.")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="Training forward passes: auto (bfloat16 autocast on CPU where a one-time timing "
+        "check finds it faster, else float32), fp32 or bf16. Evaluation is float32.",
+    ),
+]
 Memory = Annotated[
     int | None, typer.Option("--memory", min=1, help="replay, gdumb: items kept [default: 200].")
 ]
@@ -139,6 +147,7 @@ def continual_command(
     lr: Lr = 0.01,
     batch_size: BatchSize = 32,
     optimizer: Optimizer = "sgd",
+    precision: Precision = "auto",
     memory: Memory = None,
     buffer: Buffer = None,
     ace: Ace = None,
@@ -172,7 +181,9 @@ def summary(r: dict) -> str:
     """The accuracy matrix as a table, then the metrics and the files written."""
     R, names = r["accuracy_matrix"], [e["name"] for e in r["experiences"]]
     width = max(8, *(len(n) for n in names))
-    lines = [f"{r['strategy']} on {r['encoder']}, {r['scenario']}: accuracy after each experience (rows)"]
+    bf16 = " (trained in bf16 autocast)" if r.get("precision") == "bf16" else ""
+    head = f"{r['strategy']} on {r['encoder']}, {r['scenario']}{bf16}"
+    lines = [f"{head}: accuracy after each experience (rows)"]
     lines.append(" " * (width + 2) + " ".join(f"{j + 1:>6}" for j in range(len(names))))
     for i, row in enumerate(R):
         lines.append(f"{names[i]:<{width}}  " + " ".join(f"{v:6.3f}" for v in row))

@@ -62,12 +62,15 @@ def _key(model: torch.nn.Module, shape: tuple[int, ...]) -> str:
     return f"{cpu_info()['cpu_model']}|torch {torch.__version__}|{threads} threads|{arch}|{shape}"
 
 
-def _step_seconds(model: torch.nn.Module, x: torch.Tensor, steps: int = 4) -> float:
-    """Median seconds of a forward + backward of ``model`` on ``x`` (after one warm-up)."""
+def step_seconds(model: torch.nn.Module, x: torch.Tensor, steps: int = 4, bf16: bool = False) -> float:
+    """Median seconds of a forward (under bfloat16 autocast if ``bf16``) + backward of
+    ``model`` on ``x`` (after one warm-up)."""
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
-        model(x).float().sum().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+        out.float().sum().backward()
         times.append(time.perf_counter() - start)
         model.zero_grad(set_to_none=True)
     return statistics.median(times[1:])
@@ -81,7 +84,7 @@ def measure(model: torch.nn.Module, sample: torch.Tensor) -> float:
     x = torch.zeros_like(sample, device="cpu")
     with torch.random.fork_rng():  # dropout in the copies must not move the caller's stream
         try:
-            ratios = [_step_seconds(plain, x) / _step_seconds(last, x) for _ in range(2)]
+            ratios = [step_seconds(plain, x) / step_seconds(last, x) for _ in range(2)]
         except RuntimeError:  # a model this check cannot train (no gradient): keep the default
             return 1.0
     return min(ratios)
@@ -90,19 +93,27 @@ def measure(model: torch.nn.Module, sample: torch.Tensor) -> float:
 def prefer_channels_last(model: torch.nn.Module, sample: torch.Tensor, device: torch.device | str) -> bool:
     """Whether training ``model`` on batches like ``sample`` ``(n, C, H, W)`` on ``device``
     should use channels-last (see the module docstring)."""
+    return timed_choice("", ENV_VAR, MIN_SPEEDUP, lambda: measure(model, sample), model, sample, device)
+
+
+def timed_choice(kind, env_var, min_speedup, timing, model, sample, device) -> bool:
+    """Whether a CPU speed option is faster here: ``env_var`` forces it (1/0); otherwise
+    ``timing()`` (how many times faster the option runs) is measured once per machine, model
+    and input shape (the key starts with ``kind``) and cached. Never on other devices, on
+    inputs that are not images, or on images too small to pay for the check."""
     if torch.device(device).type != "cpu" or sample.dim() != 4:
         return False
-    forced = os.environ.get(ENV_VAR, "").strip().lower()
+    forced = os.environ.get(env_var, "").strip().lower()
     if forced in ("0", "1", "true", "false", "yes", "no", "on", "off"):
         return forced in ("1", "true", "yes", "on")
     if sample.shape[-1] * sample.shape[-2] < MIN_PIXELS:
         return False
-    key = _key(model, tuple(sample.shape))
+    key = kind + _key(model, tuple(sample.shape))
     cached = _read_cache()
     if key not in cached:
-        cached[key] = round(measure(model, sample), 3)
+        cached[key] = round(timing(), 3)
         _write_cache(cached)
-    return cached[key] >= MIN_SPEEDUP
+    return cached[key] >= min_speedup
 
 
 def _read_cache() -> dict[str, float]:
@@ -120,4 +131,4 @@ def _write_cache(data: dict[str, float]) -> None:
         atomic_write_bytes(_cache_file(), json.dumps(data, indent=1, sort_keys=True).encode())
 
 
-__all__ = ["ENV_VAR", "measure", "prefer_channels_last"]
+__all__ = ["ENV_VAR", "measure", "prefer_channels_last", "step_seconds", "timed_choice"]

@@ -444,6 +444,7 @@ CONTINUAL_CASES: list[tuple] = [
     ("continual-test-fraction", [*CL, "--test-fraction", "1.5"], 2, "--test-fraction"),
     ("continual-class-order", [*CL, "--class-order", "0,1,x"], 2, "--class-order"),
     ("continual-optimizer", [*CL, "--optimizer", "lbfgs"], 2, "--optimizer"),
+    ("continual-precision", [*CL, "--precision", "fp16"], 2, "--precision"),
     ("continual-memory-0", [*CL, "--memory", "0"], 2, "--memory"),
     ("continual-out-suffix", [*CL, "--out", "{ws}/m.pt"], 2, "--out must end in .safetensors"),
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,12 +36,23 @@ class TrainSettings:
     batch_size: int = 32
     optimizer: Literal["sgd", "adam"] = "sgd"  # sgd: momentum 0.9
     device: str = "cpu"
+    #: forward passes in bfloat16 autocast or float32; ``auto``: `ContinualRun` decides
+    #: (bf16 where `fewshot.cpu_bf16`'s check finds it faster); a strategy reads auto as fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def check(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise FewshotError("--epochs and --batch-size must be >= 1 and --lr > 0")
         if self.optimizer not in ("sgd", "adam"):
             raise FewshotError(f"--optimizer must be sgd or adam, got {self.optimizer!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise FewshotError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+
+    def autocast(self) -> AbstractContextManager:
+        """The context the training forward passes run in (the loss is float32 either way)."""
+        if self.precision != "bf16":
+            return nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
 
 
 class Strategy:
@@ -77,7 +89,8 @@ class Strategy:
             model.train()
             for _ in range(settings.epochs):
                 for x, y in self.batches(data, settings, generator):
-                    loss = self.loss(model, x.to(settings.device), y.to(settings.device), exp)
+                    with settings.autocast():
+                        loss = self.loss(model, x.to(settings.device), y.to(settings.device), exp)
                     loss = loss + self.penalty(model)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

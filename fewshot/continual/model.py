@@ -61,7 +61,7 @@ class ContinualModel(nn.Module):
         """Features ``(n, d)`` -> logits ``(n, n_classes)``, `MISSING` for classes without a head."""
         out = z.new_full((z.shape[0], self.n_classes), MISSING)
         for head, classes in zip(self.heads, self.head_classes, strict=True):
-            out[:, torch.as_tensor(classes, device=z.device)] = head(z)
+            out[:, torch.as_tensor(classes, device=z.device)] = head(z).float()  # bf16 under autocast
         return out
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

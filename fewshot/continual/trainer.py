@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ class ContinualRun(RunTask):
         torch.manual_seed(seed)
         self.model = ContinualModel(trained, len(stream.class_names), strategy.normalize).to(self.device)
         self.channels_last = self._layout(stream, settings)
+        self.settings = replace(settings, precision=self._precision(stream, settings))
         self.generator = torch.Generator().manual_seed(seed)
         self.R: list[list[float]] = []
         self.b: list[float] = []
@@ -103,6 +105,18 @@ class ContinualRun(RunTask):
         if chosen:
             self.model.to(memory_format=torch.channels_last)
         return chosen
+
+    def _precision(self, stream: Stream, settings: TrainSettings) -> str:
+        """``auto``: bf16 for a trained encoder on CPU when `fewshot.cpu_bf16`'s timing check
+        (in the layout chosen above) says it is faster here; fp32 otherwise."""
+        from fewshot.cpu_bf16 import prefer_bf16
+
+        if settings.precision != "auto":
+            return settings.precision
+        if self.strategy.frozen_encoder:
+            return "fp32"
+        sample = stream.experiences[0].train.data[: settings.batch_size]
+        return "bf16" if prefer_bf16(self.model.encoder, sample, self.device) else "fp32"
 
     # -- the run loop's hooks ----------------------------------------------------------------
 
@@ -143,6 +157,7 @@ class ContinualRun(RunTask):
             "b": self.b,
             "seconds": self.seconds,
             "channels_last": self.channels_last,
+            "precision": self.settings.precision,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -150,6 +165,7 @@ class ContinualRun(RunTask):
             self.channels_last = not self.channels_last
             layout = torch.channels_last if self.channels_last else torch.contiguous_format
             self.model.to(memory_format=layout)
+        self.settings = replace(self.settings, precision=str(state.get("precision", "fp32")))
         self.model.rebuild(state["structure"])
         self.model.load_state_dict(state["model"])
         self.strategy.load_state_dict(state["strategy"], self.model)
@@ -184,6 +200,7 @@ class ContinualRun(RunTask):
             "metrics": metrics.summary(self.matrix(), self.b[:done] if domains else None) if done else {},
             "seconds": self.seconds,
             "channels_last": self.channels_last,
+            "precision": self.settings.precision,
         }
 
     def classifier(self):

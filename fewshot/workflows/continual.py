@@ -44,6 +44,7 @@ class ContinualRequest:
     lr: float = 0.01
     batch_size: int = 32
     optimizer: str = "sgd"
+    precision: str = "auto"  # auto: bf16 autocast where the CPU timing check finds it faster
     memory: int | None = None
     buffer: str | None = None
     ace: bool | None = None
@@ -114,7 +115,7 @@ def check_request(r: ContinualRequest) -> None:
             "--scenario domain-il needs --shifts, or DATA a folder with one subfolder per domain"
         )
     _class_order(r.class_order)
-    TrainSettings(r.epochs, r.lr, r.batch_size, r.optimizer).check()
+    TrainSettings(r.epochs, r.lr, r.batch_size, r.optimizer, precision=r.precision).check()
     build_strategy(r.strategy, _strategy_options(r), r.scenario)
     check_output_file(r.out, "--out")
 
@@ -148,7 +149,7 @@ def run_continual(request: ContinualRequest) -> dict[str, Any]:
     torch.manual_seed(r.seed)
     source, stream, digests = load_stream(r, device)
     strategy = build_strategy(r.strategy, _strategy_options(r), r.scenario)
-    settings = TrainSettings(r.epochs, r.lr, r.batch_size, r.optimizer, str(device))
+    settings = TrainSettings(r.epochs, r.lr, r.batch_size, r.optimizer, str(device), r.precision)
     task = ContinualRun(stream, strategy, source.encoder, settings, r.seed, _metadata(source, stream))
     report = train_continual(
         task, r.out, _run_settings(r, source, stream, digests), r.resume, r.progress, r.plot
