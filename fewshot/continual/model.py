@@ -52,6 +52,16 @@ class ContinualModel(nn.Module):
         self.head_classes.append(new)
         return head
 
+    def inference_copy(self) -> ContinualModel:
+        """This model for eval-mode prediction, its encoder in `inference_form` (BatchNorm
+        folded into the convolutions: the same predictions to float rounding, several times
+        faster on CPU). The heads are shared, not copied; the model itself is left as it is."""
+        from fewshot.encoders.inference import inference_form
+
+        fast = ContinualModel(inference_form(self.encoder.eval()), self.n_classes, self.normalize)
+        fast.heads, fast.head_classes = self.heads, self.head_classes
+        return fast.eval()
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(n, ...)`` -> the heads' inputs ``(n, embed_dim)``."""
         z = self.encoder(x).float()

@@ -128,9 +128,9 @@ class ContinualRun(RunTask):
         started = time.perf_counter()
         exp = self.stream.experiences[index]
         self.strategy.train_experience(self.model, exp, self.settings, self.generator)
-        self.R.append(
-            [evaluate(self.model, e.test, self._mask(e), self.device) for e in self.stream.experiences]
-        )
+        fast, batch = self._evaluator(self.model)
+        exps = self.stream.experiences
+        self.R.append([evaluate(fast, e.test, self._mask(e), self.device, batch) for e in exps])
         self.seconds.append(round(time.perf_counter() - started, 3))
 
     def postfix(self, done: int) -> dict[str, str]:
@@ -235,10 +235,22 @@ class ContinualRun(RunTask):
             torch.manual_seed(self.seed + 1)
             model = copy.deepcopy(self.model)
             model.add_classes(range(model.n_classes))
+            fast, batch = self._evaluator(model)
             return [
-                evaluate(model, e.test, model.class_mask(e.classes), self.device)
+                evaluate(fast, e.test, model.class_mask(e.classes), self.device, batch)
                 for e in self.stream.experiences
             ]
+
+    def _evaluator(self, model: ContinualModel) -> tuple[ContinualModel, int]:
+        """`model`'s inference form and the batch size to evaluate it with: sized to the CPU's
+        cache on CPU (`fewshot.encoders.inference`), 512 elsewhere."""
+        from fewshot.encoders.inference import cpu_batch_size
+
+        fast = model.inference_copy()
+        sample = self.stream.experiences[0].test.data[:1].to(self.device)
+        if self.device.type != "cpu" or not len(sample):
+            return fast, 512
+        return fast, cpu_batch_size(fast.encoder, sample)
 
 
 def train_continual(
