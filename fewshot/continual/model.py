@@ -55,7 +55,8 @@ class ContinualModel(nn.Module):
     def inference_copy(self) -> ContinualModel:
         """This model for eval-mode prediction, its encoder in `inference_form` (BatchNorm
         folded into the convolutions: the same predictions to float rounding, several times
-        faster on CPU). The heads are shared, not copied; the model itself is left as it is."""
+        faster on CPU). The heads are shared, not copied; the model's weights are left as they
+        are (its encoder is put in eval mode)."""
         from fewshot.encoders.inference import inference_form
 
         fast = ContinualModel(inference_form(self.encoder.eval()), self.n_classes, self.normalize)
