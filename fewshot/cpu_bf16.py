@@ -19,7 +19,7 @@ import copy
 
 import torch
 
-from fewshot.cpu_layout import step_seconds, timed_choice
+from fewshot.cpu_layout import speedup, timed_choice
 
 ENV_VAR = "FEWSHOT_CPU_BF16"
 MIN_SPEEDUP = 1.2  # bfloat16 rounds the forward pass: it must save a sixth of a step to be chosen
@@ -33,13 +33,7 @@ def measure(model: torch.nn.Module, sample: torch.Tensor) -> float:
     """How many times faster a training step of a copy of ``model`` runs under bfloat16
     autocast on ``sample`` ``(n, C, H, W)`` (> 1: faster). ``model`` itself is not touched."""
     timed = copy.deepcopy(model).cpu().train()
-    x = torch.zeros_like(sample, device="cpu")  # batches stay contiguous in training too
-    with torch.random.fork_rng():  # dropout in the copy must not move the caller's stream
-        try:
-            ratios = [step_seconds(timed, x) / step_seconds(timed, x, bf16=True) for _ in range(2)]
-        except RuntimeError:  # a model this check cannot train (no gradient, no bf16 kernel)
-            return 1.0
-    return min(ratios)
+    return speedup(timed, timed, sample, bf16=True)
 
 
 def prefer_bf16(model: torch.nn.Module, sample: torch.Tensor, device: torch.device | str) -> bool:

@@ -81,11 +81,20 @@ def measure(model: torch.nn.Module, sample: torch.Tensor) -> float:
     ``sample`` ``(n, C, H, W)`` (> 1: faster). ``model`` itself is not touched."""
     plain = copy.deepcopy(model).cpu().train()
     last = copy.deepcopy(model).cpu().train().to(memory_format=torch.channels_last)
-    x = torch.zeros_like(sample, device="cpu")
-    with torch.random.fork_rng():  # dropout in the copies must not move the caller's stream
+    return speedup(plain, last, sample)
+
+
+def speedup(
+    base: torch.nn.Module, option: torch.nn.Module, sample: torch.Tensor, bf16: bool = False
+) -> float:
+    """How many times faster a training step of ``option`` (under bfloat16 autocast if
+    ``bf16``) runs than one of ``base``, on zeros shaped like ``sample``: the lower of two
+    measurements; 1.0 for a model this check cannot train (no gradient, no kernel)."""
+    x = torch.zeros_like(sample, device="cpu")  # batches stay contiguous in training too
+    with torch.random.fork_rng():  # dropout in the models must not move the caller's stream
         try:
-            ratios = [step_seconds(plain, x) / step_seconds(last, x) for _ in range(2)]
-        except RuntimeError:  # a model this check cannot train (no gradient): keep the default
+            ratios = [step_seconds(base, x) / step_seconds(option, x, bf16=bf16) for _ in range(2)]
+        except RuntimeError:
             return 1.0
     return min(ratios)
 
@@ -131,4 +140,4 @@ def _write_cache(data: dict[str, float]) -> None:
         atomic_write_bytes(_cache_file(), json.dumps(data, indent=1, sort_keys=True).encode())
 
 
-__all__ = ["ENV_VAR", "measure", "prefer_channels_last", "step_seconds", "timed_choice"]
+__all__ = ["ENV_VAR", "measure", "prefer_channels_last", "speedup", "step_seconds", "timed_choice"]

@@ -112,3 +112,13 @@ def one_faiss_thread():
     import faiss
 
     yield from _with_one_thread(faiss.omp_get_max_threads, faiss.omp_set_num_threads)
+
+
+@pytest.fixture
+def cpu_check_cache(tmp_path, monkeypatch) -> Path:
+    """The CPU speed checks' cache file (`fewshot.cpu_layout`, `fewshot.cpu_bf16`) in a fresh
+    folder, with neither override variable set."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("FEWSHOT_CHANNELS_LAST", raising=False)
+    monkeypatch.delenv("FEWSHOT_CPU_BF16", raising=False)
+    return tmp_path / "fewshot" / "cpu-layout.json"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from continual_streams import encoder, squares
 
@@ -18,20 +17,13 @@ from fewshot.continual.trainer import ContinualRun, train_continual
 from fewshot.encoders.conv4 import Conv4
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.delenv(cpu_bf16.ENV_VAR, raising=False)
-    return tmp_path / "fewshot" / "cpu-layout.json"
-
-
-def test_the_check_is_cached_apart_for_each_layout_and_read_back(cache, monkeypatch):
+def test_the_check_is_cached_apart_for_each_layout_and_read_back(cpu_check_cache, monkeypatch):
     model, sample = Conv4(in_channels=1, hidden=8, image_size=28), torch.rand(4, 1, 28, 28)
     monkeypatch.setattr(cpu_bf16, "measure", lambda m, s: 1.9)
     assert cpu_bf16.prefer_bf16(model, sample, "cpu")
     monkeypatch.setattr(cpu_bf16, "measure", lambda m, s: 1.1)  # below MIN_SPEEDUP
     assert not cpu_bf16.prefer_bf16(model.to(memory_format=torch.channels_last), sample, "cpu")
-    kinds = {k.split("|")[0]: v for k, v in json.loads(cache.read_text()).items()}
+    kinds = {k.split("|")[0]: v for k, v in json.loads(cpu_check_cache.read_text()).items()}
     assert kinds == {"bf16 contiguous": 1.9, "bf16 channels-last": 1.1}
 
     def never(m, s):
@@ -41,12 +33,12 @@ def test_the_check_is_cached_apart_for_each_layout_and_read_back(cache, monkeypa
     assert cpu_bf16.prefer_bf16(model.to(memory_format=torch.contiguous_format), sample, "cpu")
 
 
-def test_no_check_where_it_cannot_pay_and_the_variable_overrides(cache, monkeypatch):
+def test_no_check_where_it_cannot_pay_and_the_variable_overrides(cpu_check_cache, monkeypatch):
     model = Conv4(in_channels=1, hidden=8, image_size=28)
     monkeypatch.setattr(cpu_bf16, "measure", lambda m, s: 9.0)
     assert not cpu_bf16.prefer_bf16(model, torch.rand(4, 1, 8, 8), "cpu")  # tiny images
     assert not cpu_bf16.prefer_bf16(model, torch.rand(4, 1, 28, 28), "cuda")
-    assert not cache.exists()
+    assert not cpu_check_cache.exists()
     monkeypatch.setenv(cpu_bf16.ENV_VAR, "0")
     assert not cpu_bf16.prefer_bf16(model, torch.rand(4, 1, 28, 28), "cpu")
     monkeypatch.setenv(cpu_bf16.ENV_VAR, "1")
@@ -94,7 +86,7 @@ def test_the_same_seed_gives_the_same_bf16_numbers_and_a_resumed_run_keeps_bf16(
     assert fresh.settings.precision == "bf16"
 
 
-def test_auto_asks_the_check_and_frozen_encoders_train_in_fp32(cache, monkeypatch):
+def test_auto_asks_the_check_and_frozen_encoders_train_in_fp32(cpu_check_cache, monkeypatch):
     monkeypatch.setenv(cpu_layout.ENV_VAR, "0")
     monkeypatch.setenv(cpu_bf16.ENV_VAR, "1")
     assert _run(monkeypatch, "auto")[1]["precision"] == "bf16"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from continual_streams import encoder, squares
 
@@ -18,18 +17,11 @@ from fewshot.continual.trainer import ContinualRun, train_continual
 from fewshot.encoders.conv4 import Conv4
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.delenv(cpu_layout.ENV_VAR, raising=False)
-    return tmp_path / "fewshot" / "cpu-layout.json"
-
-
-def test_the_check_is_measured_once_per_machine_and_shape_then_read_back(cache, monkeypatch):
+def test_the_check_is_measured_once_per_machine_and_shape_then_read_back(cpu_check_cache, monkeypatch):
     model, sample = Conv4(in_channels=1, hidden=8, image_size=28), torch.rand(4, 1, 28, 28)
     monkeypatch.setattr(cpu_layout, "measure", lambda m, s: 1.5)
     assert cpu_layout.prefer_channels_last(model, sample, "cpu")
-    ((key, ratio),) = json.loads(cache.read_text()).items()
+    ((key, ratio),) = json.loads(cpu_check_cache.read_text()).items()
     assert ratio == 1.5 and "(4, 1, 28, 28)" in key and f"torch {torch.__version__}" in key
 
     def never(m, s):
@@ -41,13 +33,13 @@ def test_the_check_is_measured_once_per_machine_and_shape_then_read_back(cache, 
     assert not cpu_layout.prefer_channels_last(model, torch.rand(8, 1, 28, 28), "cpu")
 
 
-def test_no_check_where_it_cannot_pay_and_the_variable_overrides(cache, monkeypatch):
+def test_no_check_where_it_cannot_pay_and_the_variable_overrides(cpu_check_cache, monkeypatch):
     model = Conv4(in_channels=1, hidden=8, image_size=28)
     monkeypatch.setattr(cpu_layout, "measure", lambda m, s: 9.0)
     assert not cpu_layout.prefer_channels_last(model, torch.rand(4, 16), "cpu")  # not images
     assert not cpu_layout.prefer_channels_last(model, torch.rand(4, 1, 8, 8), "cpu")  # tiny images
     assert not cpu_layout.prefer_channels_last(model, torch.rand(4, 1, 28, 28), "cuda")
-    assert not cache.exists()
+    assert not cpu_check_cache.exists()
     monkeypatch.setenv(cpu_layout.ENV_VAR, "1")
     assert cpu_layout.prefer_channels_last(model, torch.rand(4, 1, 8, 8), "cpu")
     monkeypatch.setenv(cpu_layout.ENV_VAR, "0")
@@ -100,10 +92,10 @@ def test_a_model_the_check_cannot_train_counts_as_not_faster():
     assert cpu_layout.measure(frozen, torch.rand(4, 1, 28, 28)) == 1.0
 
 
-def test_a_continual_run_makes_the_check_on_its_encoder_and_caches_it(cache):
+def test_a_continual_run_makes_the_check_on_its_encoder_and_caches_it(cpu_check_cache):
     stream = class_incremental(squares(6, 24, 0), squares(6, 10, 1), 3, seed=0)
     settings = TrainSettings(epochs=1, lr=0.05, batch_size=8)
     task = ContinualRun(stream, STRATEGIES.get("naive")(), encoder(0), settings, seed=0)
-    ratio = next(iter(json.loads(cache.read_text()).values()))
+    ratio = next(iter(json.loads(cpu_check_cache.read_text()).values()))
     assert ratio > 0 and task.channels_last == (ratio >= cpu_layout.MIN_SPEEDUP)
     assert train_continual(task, None, {}, progress=False)["channels_last"] == task.channels_last

@@ -91,6 +91,7 @@ class ContinualRun(RunTask):
         self.b: list[float] = []
         self.seconds: list[float] = []
         self.files_out: Path | None = None  # where `after_state` writes the report
+        self.eval_batch: int | None = None  # `_evaluator`'s batch size, once probed
         strategy.setup(stream)
 
     def _layout(self, stream: Stream, settings: TrainSettings) -> bool:
@@ -243,14 +244,15 @@ class ContinualRun(RunTask):
 
     def _evaluator(self, model: ContinualModel) -> tuple[ContinualModel, int]:
         """`model`'s inference form and the batch size to evaluate it with: sized to the CPU's
-        cache on CPU (`fewshot.encoders.inference`), 512 elsewhere."""
+        cache on CPU (`fewshot.encoders.inference`, probed on the first call), 512 elsewhere."""
         from fewshot.encoders.inference import cpu_batch_size
 
         fast = model.inference_copy()
-        sample = self.stream.experiences[0].test.data[:1].to(self.device)
-        if self.device.type != "cpu" or not len(sample):
-            return fast, 512
-        return fast, cpu_batch_size(fast.encoder, sample)
+        if self.eval_batch is None:
+            sample = self.stream.experiences[0].test.data[:1].to(self.device)
+            cpu = self.device.type == "cpu" and len(sample)
+            self.eval_batch = cpu_batch_size(fast.encoder, sample) if cpu else 512
+        return fast, self.eval_batch
 
 
 def train_continual(
