@@ -95,6 +95,8 @@ def run_ours(stream, strategy: str, seed: int, args, encoder=None) -> dict:
     strategy, options = VARIANTS.get(strategy, (strategy, {}))
     if strategy in ("replay", "gdumb"):
         options = {**options, "memory": args.memory}
+    if strategy == "replay":
+        options = {**options, **replay_options(args.replay_options)}
     torch.manual_seed(seed)
     if encoder is None:
         encoder = Conv4(in_channels=1, hidden=64, image_size=28)
@@ -106,6 +108,18 @@ def run_ours(stream, strategy: str, seed: int, args, encoder=None) -> dict:
     report = train_continual(task, None, {}, progress=False)
     report["wall_seconds"] = time.perf_counter() - started
     return report
+
+
+def replay_options(text: str) -> dict:
+    """``"augment=shift-flip,distill=0.3"`` -> ``{"augment": "shift-flip", "distill": 0.3}``."""
+    out = {}
+    for pair in filter(None, text.split(",")):
+        key, value = pair.split("=")
+        try:
+            out[key.replace("-", "_")] = int(value) if value.isdigit() else float(value)
+        except ValueError:
+            out[key.replace("-", "_")] = value
+    return out
 
 
 def main() -> None:
@@ -122,6 +136,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--memory", type=int, default=200)
+    parser.add_argument(
+        "--replay-options",
+        default="",
+        help="Options for the replay rows, e.g. augment=shift-flip,distill=0.3,rebalance=30,replay_ratio=2.",
+    )
     parser.add_argument("--frozen-encoder", default="efficientnet-lite0")
     parser.add_argument(
         "--frozen-image-size",

@@ -100,6 +100,28 @@ Buffer = Annotated[
 Ace = Annotated[
     bool | None, typer.Option("--ace/--no-ace", help="replay: ER-ACE's asymmetric loss.", show_default=False)
 ]
+Augment = Annotated[
+    str | None,
+    typer.Option(
+        "--augment", help="replay: none (default), shift or shift-flip: random copies of replayed images."
+    ),
+]
+Distill = Annotated[
+    float | None,
+    typer.Option(
+        "--distill", min=0, help="replay: weight of the logit-matching loss on replayed items (0: off)."
+    ),
+]
+Rebalance = Annotated[
+    int | None,
+    typer.Option(
+        "--rebalance", min=0, help="replay: epochs re-fitting the heads on the memory after each experience."
+    ),
+]
+ReplayRatio = Annotated[
+    int | None,
+    typer.Option("--replay-ratio", min=1, help="replay: replayed items per current item [default: 1]."),
+]
 EwcLambda = Annotated[
     float | None, typer.Option("--ewc-lambda", min=0, help="ewc: penalty weight [default: 100].")
 ]
@@ -151,6 +173,10 @@ def continual_command(
     memory: Memory = None,
     buffer: Buffer = None,
     ace: Ace = None,
+    augment: Augment = None,
+    distill: Distill = None,
+    rebalance: Rebalance = None,
+    replay_ratio: ReplayRatio = None,
     ewc_lambda: EwcLambda = None,
     online: Online = None,
     decay: Decay = None,

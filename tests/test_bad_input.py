@@ -446,6 +446,14 @@ CONTINUAL_CASES: list[tuple] = [
     ("continual-optimizer", [*CL, "--optimizer", "lbfgs"], 2, "--optimizer"),
     ("continual-precision", [*CL, "--precision", "fp16"], 2, "--precision"),
     ("continual-memory-0", [*CL, "--memory", "0"], 2, "--memory"),
+    ("continual-augment", [*CL, "--augment", "rotate"], 2, "--augment must be one of"),
+    ("continual-replay-ratio", [*CL, "--replay-ratio", "0"], 2, "--replay-ratio"),
+    (
+        "continual-augment-not-replay",
+        [*CL, "--strategy", "ewc", "--augment", "shift"],
+        2,
+        "--augment does not apply",
+    ),
     ("continual-out-suffix", [*CL, "--out", "{ws}/m.pt"], 2, "--out must end in .safetensors"),
 ]
 

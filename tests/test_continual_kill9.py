@@ -22,6 +22,9 @@ def test_continual_killed_at_every_point_then_rerun_ends_as_an_uninterrupted_run
     data = square_folder(tmp_path / "imgs", classes=4, per_class=6)
     argv = ["continual", "--data", str(data), "--tasks", "2", "--image-size", "16", "--epochs", "1"]
     argv += ["--batch-size", "8", "--strategy", "replay", "--memory", "6", "--device", "cpu"]
+    # every option that keeps state between experiences (distillation targets) or draws from
+    # the run's generator (augmented copies, the heads' re-fit)
+    argv += ["--augment", "shift-flip", "--distill", "0.3", "--rebalance", "2", "--replay-ratio", "2"]
     argv += ["--no-progress", "--out", "{out}"]
     report = run_driver(tmp_path / "work", {"continual": {"argv": argv}})["continual"]
     work = tmp_path / "work" / "continual"

@@ -106,7 +106,10 @@ class ReplayBuffer:
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """`n` items drawn uniformly with replacement: float32 ``(n, ...)`` and labels ``(n,)``."""
-        idx = torch.randint(0, len(self), (n,), generator=generator)
+        return self.take(torch.randint(0, len(self), (n,), generator=generator))
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The items at slots `idx` as float32 ``(len(idx), ...)``, and their labels."""
         x = self.items[idx]
         return (x.float().div_(255) if x.dtype == torch.uint8 else x.float()), self.labels[idx]
 

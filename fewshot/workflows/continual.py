@@ -15,6 +15,10 @@ STRATEGY_OPTIONS = (
     "memory",
     "buffer",
     "ace",
+    "augment",
+    "distill",
+    "rebalance",
+    "replay_ratio",
     "ewc_lambda",
     "online",
     "decay",
@@ -48,6 +52,10 @@ class ContinualRequest:
     memory: int | None = None
     buffer: str | None = None
     ace: bool | None = None
+    augment: str | None = None
+    distill: float | None = None
+    rebalance: int | None = None
+    replay_ratio: int | None = None
     ewc_lambda: float | None = None
     online: bool | None = None
     decay: float | None = None
