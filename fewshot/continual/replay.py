@@ -8,8 +8,9 @@ reservoir or class-balanced, stored as uint8). Options, each off by default:
 - ``augment``: replayed images are shifted (and mirrored) at random each time they are drawn
   (`fewshot.continual.augment`; Buzzega et al. 2020's independent buffer augmentation).
 - ``distill``: the replayed items' logits are pulled towards the logits the model gave them at
-  the end of the previous experience, ``distill x MSE`` over the classes seen then (the loss of
-  Dark Experience Replay, Buzzega et al. 2020, with the targets refreshed each experience).
+  the end of the previous experience (after the re-fit below, when on), ``distill x MSE`` over
+  the classes seen then (the loss of Dark Experience Replay, Buzzega et al. 2020, with the
+  targets refreshed each experience).
 - ``rebalance``: from the second experience on, after each one the heads are re-fitted for
   that many epochs on the class-balanced memory alone, on the encoder's frozen features (the
   balanced fine-tuning of End-to-End Incremental Learning, Castro et al. 2018): training on
@@ -92,11 +93,11 @@ class Replay(Strategy):
     ) -> None:
         later = len(self.store) > 0
         self.store.update(exp.train, generator)
-        if self.distill:
-            self.targets = memory_logits(model, self.store.data(), settings.device)
-            self.target_classes = model.class_mask().cpu()
         if self.rebalance and later:
             refit_heads(model, self.store.data(), settings, generator, self.rebalance)
+        if self.distill:  # after the re-fit: targets without the bias towards the newest classes
+            self.targets = memory_logits(model, self.store.data(), settings.device)
+            self.target_classes = model.class_mask().cpu()
 
     def state_dict(self) -> dict[str, Any]:
         return {
