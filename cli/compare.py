@@ -46,7 +46,12 @@ MethodOptions = Annotated[
         "clip-lora.iterations_per_shot=50); repeatable.",
     ),
 ]
-ShotList = Annotated[str, typer.Option("--shots", "-k", help="Shots to compare, comma-separated.")]
+ShotList = Annotated[
+    str,
+    typer.Option(
+        "--shots", "-k", help="Shots to compare, comma-separated (with --episode-file: the files' shots)."
+    ),
+]
 CompareQueries = Annotated[
     int | None,
     typer.Option(
@@ -125,7 +130,10 @@ def compare_command(
 
     settings = {k: v for k, v in ctx.params.items() if k not in ("as_json", "method_option", "checkpoint")}
     settings["checkpoints"] = checkpoint
-    settings.update(shots=_int_list(shots, "--shots"), methods=_names(methods), episode_file=episode_file)
+    # episode files and no --shots: the files' columns only
+    default = getattr(ctx.get_parameter_source("shots"), "name", "") == "DEFAULT"  # typer's or click's enum
+    shot_list = None if episode_file and default else _int_list(shots, "--shots")
+    settings.update(shots=shot_list, methods=_names(methods), episode_file=episode_file)
     settings["method_options"] = parse_method_options(method_option)
     rows, title = run_compare(CompareRequest(**settings))
     if as_json:

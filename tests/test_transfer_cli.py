@@ -99,6 +99,15 @@ def test_compare_runs_every_method_on_the_same_episodes(folder, checkpoint, tmp_
     assert again.exit_code == 0, again.output
     simple = [r for r in rows if r["method"] == "simpleshot"]
     assert [r["mean"] for r in json.loads(again.output)] == [r["mean"] for r in simple]
+    # one episode file and no --shots: that file's column only, not the default shots beside it
+    two_shot = next(p for p in episodes.glob("*.npz") if "2shot" in p.name)
+    only = runner.invoke(
+        app,
+        ["compare", "--encoder", str(checkpoint), "--dataset", str(folder), "--methods", "simpleshot"]
+        + ["--device", "cpu", "--json", "--episode-file", str(two_shot)],
+    )
+    assert only.exit_code == 0, only.output
+    assert [(r["shots"], r["mean"]) for r in json.loads(only.output)] == [(2, simple[1]["mean"])]
     table = runner.invoke(app, args[:-4] + ["--methods", "simpleshot,protonet"])
     assert table.exit_code == 0, table.output
     assert "1-shot" in table.output and "simpleshot" in table.output and "+-" in table.output

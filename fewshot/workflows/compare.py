@@ -18,7 +18,7 @@ class CompareRequest:
 
     methods: list[str] | None = None  # None: every learner that can run on the encoder
     method_options: dict[str, dict[str, Any]] | None = None  # {method: {hyperparameter: value}}
-    shots: list[int] | None = None  # None: 1, 2, 4, 8, 16
+    shots: list[int] | None = None  # None: 1, 2, 4, 8, 16, or with episode_file the files' shots
     ways: int = 5
     queries: int | None = None  # None: up to 15, as many as every class allows
     episodes: int = 200
@@ -120,8 +120,8 @@ def run_compare(request: CompareRequest) -> tuple[list[Any], str]:
         parse_checkpoints(r.checkpoints), names, r.ways, r.method_options or {}, device, r.seed
     )
     check_method_options(r.method_options or {}, names + [s.meta["learner"] for _, s in extra.values()])
-    shots = r.shots or [1, 2, 4, 8, 16]
-    queries = r.queries or default_queries(data.labels, shots)
+    shots = r.shots or ([] if r.episode_file else [1, 2, 4, 8, 16])  # [] : the files' shots only
+    queries = r.queries or default_queries(data.labels, shots or [1])
     options = _episode_options(r, data, shots, queries)
     learners = _learners(names, source, r.seed, r.method_options or {})
     learners.update({name: learner for name, (learner, _) in extra.items()})
