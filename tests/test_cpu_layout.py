@@ -62,7 +62,9 @@ def test_measuring_leaves_the_model_and_the_random_stream_as_they_were():
 def _run(monkeypatch, layout: str) -> tuple[ContinualRun, dict]:
     monkeypatch.setenv(cpu_layout.ENV_VAR, layout)
     stream = class_incremental(squares(6, 24, 0), squares(6, 10, 1), 3, seed=0)
-    settings = TrainSettings(epochs=2, lr=0.05, batch_size=8)
+    # fp32 fixed: under `auto` each layout makes its own bf16 timing check, and a run in bf16
+    # beside one in fp32 would compare precisions, not layouts
+    settings = TrainSettings(epochs=2, lr=0.05, batch_size=8, precision="fp32")
     task = ContinualRun(stream, STRATEGIES.get("replay")(memory=12), encoder(0), settings, seed=0)
     return task, train_continual(task, None, {}, progress=False)
 
