@@ -12,7 +12,7 @@ from continual_streams import encoder, squares
 from fewshot.continual.augment import augment_images
 from fewshot.continual.base import TrainSettings
 from fewshot.continual.model import ContinualModel
-from fewshot.continual.rebalance import memory_logits, refit_heads
+from fewshot.continual.rebalance import memory_features, refit_heads
 from fewshot.continual.replay import Replay
 from fewshot.continual.scenarios import class_incremental
 from fewshot.continual.trainer import ContinualRun, train_continual
@@ -27,6 +27,11 @@ def run(seed: int = 0, **options) -> dict:
     stream = class_incremental(squares(6, 24, 0), squares(6, 10, 1), 3, seed=0)
     task = ContinualRun(stream, Replay(memory=12, **options), encoder(seed), SETTINGS, seed=seed)
     return train_continual(task, None, {}, progress=False)
+
+
+@torch.no_grad()
+def memory_logits(model: ContinualModel, data: LabeledTensors) -> torch.Tensor:
+    return model.head_logits(memory_features(model, data, "cpu"))
 
 
 def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -72,7 +77,7 @@ def test_distillation_targets_are_the_models_logits_on_the_memory():
     strategy = task.strategy
     assert strategy.targets.shape == (12, 6)
     assert strategy.target_classes.tolist() == task.model.class_mask().tolist()
-    expected = memory_logits(task.model, strategy.store.data(), "cpu")
+    expected = memory_logits(task.model, strategy.store.data())
     assert torch.allclose(strategy.targets, expected)
     # the loss adds distill x MSE on the replayed part only: zero where the logits match
     x = strategy.store.data().data
@@ -97,10 +102,11 @@ def test_refitting_the_heads_on_a_balanced_memory_removes_a_bias_to_new_classes(
     model.add_classes([3, 4, 5])
     with torch.no_grad():
         model.heads[1].bias.fill_(20.0)  # every item is now called a new class
-    biased = memory_logits(model, data, "cpu").argmax(-1)
+    biased = memory_logits(model, data).argmax(-1)
     assert (biased >= 3).all()
-    refit_heads(model, data, SETTINGS, torch.Generator().manual_seed(0), epochs=40)
-    fitted = memory_logits(model, data, "cpu").argmax(-1)
+    z = memory_features(model, data, "cpu")
+    refit_heads(model, z, data.labels, SETTINGS, torch.Generator().manual_seed(0), epochs=40)
+    fitted = memory_logits(model, data).argmax(-1)
     assert (fitted < 3).sum() >= 20  # the old classes are predicted again
     assert (fitted == data.labels).float().mean() >= 0.8
 
@@ -111,7 +117,8 @@ def test_refitting_leaves_the_encoder_as_it_was():
     model.add_classes([0, 1, 2, 3, 4, 5])
     before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     head = model.heads[0].weight.clone()
-    refit_heads(model, data, SETTINGS, torch.Generator().manual_seed(0), epochs=3)
+    z = memory_features(model, data, "cpu")
+    refit_heads(model, z, data.labels, SETTINGS, torch.Generator().manual_seed(0), epochs=3)
     assert not torch.equal(model.heads[0].weight, head)
     for k, v in model.encoder.state_dict().items():  # weights and BatchNorm statistics alike
         assert torch.equal(v, before[k])

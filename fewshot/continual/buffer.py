@@ -104,10 +104,6 @@ class ReplayBuffer:
         self.items, self.labels = torch.cat(keep_x), torch.cat(keep_y)
         self.seen += len(y)
 
-    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """`n` items drawn uniformly with replacement: float32 ``(n, ...)`` and labels ``(n,)``."""
-        return self.take(torch.randint(0, len(self), (n,), generator=generator))
-
     def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The items at slots `idx` as float32 ``(len(idx), ...)``, and their labels."""
         x = self.items[idx]

@@ -1,6 +1,6 @@
 """What replay does with its memory between experiences (`fewshot.continual.replay`): the
-logits the model gives the memory items (distillation targets), and a re-fit of the heads on
-the memory's frozen features (class-balanced fine-tuning)."""
+memory items' features (the heads' inputs, for the distillation targets), and a re-fit of the
+heads on those frozen features (class-balanced fine-tuning)."""
 
 from __future__ import annotations
 
@@ -24,25 +24,19 @@ def memory_features(
     return torch.cat(parts)
 
 
-@torch.no_grad()
-def memory_logits(model: ContinualModel, memory: LabeledTensors, device: Any) -> torch.Tensor:
-    """``(m, n_classes)`` float32 logits of the memory items (`MISSING` for classes without a
-    head), on the CPU."""
-    return model.head_logits(memory_features(model, memory, device)).cpu()
-
-
 def refit_heads(
     model: ContinualModel,
-    memory: LabeledTensors,
+    features: torch.Tensor,
+    labels: torch.Tensor,
     settings: TrainSettings,
     generator: torch.Generator,
     epochs: int,
 ) -> None:
-    """Train only the heads for `epochs` passes over the memory (mini-batches of
-    ``settings.batch_size``, SGD with momentum 0.9 at ``settings.lr``), cross-entropy over every
-    class seen; the encoder is frozen, so its features are computed once."""
-    z = memory_features(model, memory, settings.device)
-    y = memory.labels.to(z.device)
+    """Train only the heads for `epochs` passes over the memory's `features` ``(m, d)`` (from
+    `memory_features`: the encoder is frozen, so they are computed once) and `labels` ``(m,)``:
+    mini-batches of ``settings.batch_size``, SGD with momentum 0.9 at ``settings.lr``,
+    cross-entropy over every class seen."""
+    z, y = features, labels.to(features.device)
     params = [p for head in model.heads for p in head.parameters()]
     optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=0.9)
     mask = model.class_mask()
@@ -56,4 +50,4 @@ def refit_heads(
     model.eval()
 
 
-__all__ = ["memory_features", "memory_logits", "refit_heads"]
+__all__ = ["memory_features", "refit_heads"]

@@ -29,7 +29,7 @@ from fewshot.continual.augment import Augment, augment_images, check_augment
 from fewshot.continual.base import Strategy, TrainSettings, shuffled_batches
 from fewshot.continual.buffer import ReplayBuffer
 from fewshot.continual.model import ContinualModel, masked
-from fewshot.continual.rebalance import memory_logits, refit_heads
+from fewshot.continual.rebalance import memory_features, refit_heads
 from fewshot.continual.scenarios import Experience
 from fewshot.errors import FewshotError
 
@@ -91,12 +91,17 @@ class Replay(Strategy):
     def after_experience(
         self, model: ContinualModel, exp: Experience, settings: TrainSettings, generator: torch.Generator
     ) -> None:
-        later = len(self.store) > 0
+        refit = self.rebalance and len(self.store) > 0  # from the second experience on
         self.store.update(exp.train, generator)
-        if self.rebalance and later:
-            refit_heads(model, self.store.data(), settings, generator, self.rebalance)
+        if not (refit or self.distill):
+            return
+        memory = self.store.data()
+        z = memory_features(model, memory, settings.device)  # the encoder stays as it is from here
+        if refit:
+            refit_heads(model, z, memory.labels, settings, generator, self.rebalance)
         if self.distill:  # after the re-fit: targets without the bias towards the newest classes
-            self.targets = memory_logits(model, self.store.data(), settings.device)
+            with torch.no_grad():
+                self.targets = model.head_logits(z).cpu()
             self.target_classes = model.class_mask().cpu()
 
     def state_dict(self) -> dict[str, Any]:
