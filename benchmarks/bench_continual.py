@@ -111,14 +111,17 @@ def run_ours(stream, strategy: str, seed: int, args, encoder=None) -> dict:
 
 
 def replay_options(text: str) -> dict:
-    """``"augment=shift-flip,distill=0.3"`` -> ``{"augment": "shift-flip", "distill": 0.3}``."""
+    """``"augment=shift-flip,distill=0.3"`` -> ``{"augment": "shift-flip", "distill": 0.3}``, each
+    value read as the type `Replay`'s constructor declares (as `--method-option` values are)."""
+    from fewshot.continual.replay import Replay
+    from fewshot.workflows.compare_options import coerce, constructor_hints
+
+    hints = constructor_hints(Replay)
     out = {}
     for pair in filter(None, text.split(",")):
         key, value = pair.split("=")
-        try:
-            out[key.replace("-", "_")] = int(value) if value.isdigit() else float(value)
-        except ValueError:
-            out[key.replace("-", "_")] = value
+        key = key.replace("-", "_")
+        out[key] = coerce(value, hints[key])
     return out
 
 

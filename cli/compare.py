@@ -47,9 +47,11 @@ MethodOptions = Annotated[
     ),
 ]
 ShotList = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--shots", "-k", help="Shots to compare, comma-separated (with --episode-file: the files' shots)."
+        "--shots",
+        "-k",
+        help="Shots to compare, comma-separated (default: 1,2,4,8,16; with --episode-file: the files').",
     ),
 ]
 CompareQueries = Annotated[
@@ -99,7 +101,7 @@ def compare_command(
     ctx: typer.Context,
     methods: Methods = None,
     method_option: MethodOptions = None,
-    shots: ShotList = "1,2,4,8,16",
+    shots: ShotList = None,
     ways: Ways = 5,
     queries: CompareQueries = None,
     episodes: CompareEpisodes = 200,
@@ -130,10 +132,7 @@ def compare_command(
 
     settings = {k: v for k, v in ctx.params.items() if k not in ("as_json", "method_option", "checkpoint")}
     settings["checkpoints"] = checkpoint
-    # episode files and no --shots: the files' columns only
-    default = getattr(ctx.get_parameter_source("shots"), "name", "") == "DEFAULT"  # typer's or click's enum
-    shot_list = None if episode_file and default else _int_list(shots, "--shots")
-    settings.update(shots=shot_list, methods=_names(methods), episode_file=episode_file)
+    settings.update(shots=_int_list(shots, "--shots"), methods=_names(methods), episode_file=episode_file)
     settings["method_options"] = parse_method_options(method_option)
     rows, title = run_compare(CompareRequest(**settings))
     if as_json:
